@@ -1,0 +1,249 @@
+//! Stored entities, as the domain sees them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Member,
+    Admin,
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "member" => Some(Role::Member),
+            "admin" => Some(Role::Admin),
+            "owner" => Some(Role::Owner),
+            _ => None,
+        }
+    }
+
+    pub fn is_admin(self) -> bool {
+        self >= Role::Admin
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserPreferences {
+    pub default_project_visibility: String,
+    pub timezone: String,
+    pub locale: String,
+}
+
+impl Default for UserPreferences {
+    fn default() -> Self {
+        UserPreferences {
+            default_project_visibility: "team".into(),
+            timezone: "UTC".into(),
+            locale: "en".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub preferences: UserPreferences,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A user row plus the secret parts only login and step-up read.
+#[derive(Debug, Clone)]
+pub struct UserCredentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgSettings {
+    pub default_model: Option<String>,
+    pub auto_memory: bool,
+}
+
+impl Default for OrgSettings {
+    fn default() -> Self {
+        OrgSettings {
+            default_model: None,
+            auto_memory: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Org {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub settings: OrgSettings,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewOrg {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    /// The "General" workspace created with the org.
+    pub default_workspace_id: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgMembership {
+    pub org: Org,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub user_id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workspace {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub is_default: bool,
+    pub member_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyOrigin {
+    Dashboard,
+    Device,
+    AdminCli,
+}
+
+impl KeyOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyOrigin::Dashboard => "dashboard",
+            KeyOrigin::Device => "device",
+            KeyOrigin::AdminCli => "admin_cli",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "dashboard" => Some(KeyOrigin::Dashboard),
+            "device" => Some(KeyOrigin::Device),
+            "admin_cli" => Some(KeyOrigin::AdminCli),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_via: KeyOrigin,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub active_workspace_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    /// SHA-256 hex of the full key; the plaintext is never stored.
+    pub key_hash: String,
+    pub scopes: Vec<String>,
+    pub created_via: KeyOrigin,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What authentication needs to know about a key, read in one query:
+/// the key, its org's slug, and its user's *current* role (None when the
+/// user is no longer a member).
+#[derive(Debug, Clone)]
+pub struct KeyGrant {
+    pub key: ApiKey,
+    pub key_hash: String,
+    pub org_slug: String,
+    pub role: Option<Role>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BrowserSession {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub current_org_id: Option<Uuid>,
+    pub active_workspace_id: Option<Uuid>,
+    pub csrf_token: String,
+    pub auth_time: DateTime<Utc>,
+    pub step_up_at: Option<DateTime<Utc>>,
+    pub amr: Vec<String>,
+    pub ip: String,
+    pub user_agent: String,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TotpState {
+    /// AES-256-GCM ciphertext of the base32 secret.
+    pub secret_enc: String,
+    pub enabled: bool,
+    pub last_step: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    pub id: Uuid,
+    pub kind: String,
+    pub actor_kind: String,
+    pub actor_user_id: Option<Uuid>,
+    pub actor_key_id: Option<Uuid>,
+    pub ip: String,
+    pub target_kind: String,
+    pub target_id: String,
+    pub data: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}

@@ -1,0 +1,1 @@
+//! Backend-neutral store contract tests (filled below).

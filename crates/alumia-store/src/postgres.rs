@@ -1,0 +1,44 @@
+//! Scale-out: PostgreSQL 14+, shared by every replica.
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use crate::ConnectOptions;
+use crate::sql_store::{EngineDb, impl_sql_store};
+
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl EngineDb for PgStore {
+    type Db = sqlx::Postgres;
+    const KIND: &'static str = "postgres";
+    const SETUP_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(74200001)");
+}
+
+impl PgStore {
+    /// Connects and migrates; sqlx takes an advisory lock so concurrent
+    /// replicas migrate one at a time.
+    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, alumia_core::StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect(url)
+            .await
+            .map_err(crate::errors::err)?;
+        if options.migrate {
+            MIGRATOR
+                .run(&pool)
+                .await
+                .map_err(|e| alumia_core::StoreError::Other(format!("migration failed: {e}")))?;
+        }
+        Ok(PgStore { pool })
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, alumia_core::StoreError> {
+        self.pool.begin().await.map_err(crate::errors::err)
+    }
+}
+
+impl_sql_store!(PgStore);

@@ -1,0 +1,74 @@
+//! The embedded default: one SQLite file in WAL mode.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::ConnectOptions;
+use crate::sql_store::{EngineDb, impl_sql_store};
+
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// `synchronous` for the SQLite file: FULL fsyncs every commit (the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl EngineDb for SqliteStore {
+    type Db = sqlx::Sqlite;
+    const KIND: &'static str = "sqlite";
+    const SETUP_LOCK: Option<&'static str> = None;
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its folder if missing) and migrates.
+    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, alumia_core::StoreError> {
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(crate::errors::err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match options.sqlite_synchronous {
+                Synchronous::Full => SqliteSynchronous::Full,
+                Synchronous::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        if let Some(parent) = std::path::Path::new(connect.get_filename()).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| alumia_core::StoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(crate::errors::err)?;
+        if options.migrate {
+            MIGRATOR
+                .run(&pool)
+                .await
+                .map_err(|e| alumia_core::StoreError::Other(format!("migration failed: {e}")))?;
+        }
+        Ok(SqliteStore { pool })
+    }
+
+    /// Writes start with `BEGIN IMMEDIATE`, so a transaction never upgrades
+    /// from reader to writer and fails with SQLITE_BUSY halfway.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, alumia_core::StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(crate::errors::err)
+    }
+}
+
+impl_sql_store!(SqliteStore);
