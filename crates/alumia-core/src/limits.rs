@@ -135,6 +135,10 @@ pub trait RateLimiter: Send + Sync + 'static {
     /// Takes one token from `bucket` for `key` if there is one.
     async fn check(&self, bucket: Bucket, key: &str) -> Result<Decision, LimiterUnavailable>;
     fn limits(&self) -> &Limits;
+    /// For `/readyz`: can the limiter reach its shared store (if any)?
+    async fn ready(&self) -> Result<(), LimiterUnavailable> {
+        Ok(())
+    }
     /// `"memory"` or `"redis"`.
     fn kind(&self) -> &'static str;
 }

@@ -1,0 +1,204 @@
+//! Extractors whose failures stay in the envelope: JSON bodies, queries,
+//! path ids, and the authenticated principal.
+
+use std::collections::BTreeMap;
+
+use alumia_core::Principal;
+use alumia_types::ErrorCode;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON body under the route cap, with the spec's error for each failure.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limit = state.settings.json_body_limit;
+        let headers = req.headers();
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let mime = content_type.split(';').next().unwrap_or_default().trim();
+        if !mime.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::bad_request(
+                "unsupported_media_type",
+                "send the body as application/json",
+            ));
+        }
+        match headers.get(header::CONTENT_LENGTH) {
+            Some(len) => {
+                // A declared length over the cap is refused unread.
+                let declared: u64 = len
+                    .to_str()
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| ApiError::bad_request("bad_content_length", "Content-Length is not a number"))?;
+                if declared > limit as u64 {
+                    return Err(too_large(limit));
+                }
+            }
+            None => {
+                if headers.contains_key(header::TRANSFER_ENCODING) {
+                    return Err(ApiError::new(
+                        ErrorCode::LengthRequired,
+                        "JSON bodies need a Content-Length",
+                    )
+                    .reason("length_required"));
+                }
+            }
+        }
+        let body = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                too_large(limit)
+            } else {
+                ApiError::bad_request("unreadable_body", "the request body could not be read")
+            }
+        })?;
+        if body.len() > limit {
+            return Err(too_large(limit));
+        }
+        parse_json(&body).map(ApiJson)
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the body is over the {} KB limit", limit / 1024),
+    )
+    .reason("payload_too_large")
+    .details(json!({ "limitBytes": limit }))
+}
+
+/// Syntax errors → `400 invalid_json` with line and column; a missing field
+/// or wrong type → `400` with `details.fields`.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // Syntax first, so a malformed body is `invalid_json` whatever its shape.
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        return Err(
+            ApiError::bad_request("invalid_json", "the body is not valid JSON")
+                .details(json!({ "line": e.line(), "column": e.column() })),
+        );
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let message = strip_position(&err.into_inner().to_string());
+        let field = missing_field(&message)
+            .map(|f| if path == "." { f.to_string() } else { format!("{path}.{f}") })
+            .unwrap_or_else(|| if path == "." { "body".to_string() } else { path });
+        let mut fields = BTreeMap::new();
+        fields.insert(field, message);
+        ApiError::bad_request("invalid_body", "the body has missing or mistyped fields")
+            .details(json!({ "fields": fields }))
+    })
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next()
+}
+
+/// Query strings, with the envelope on failure.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded_from_str(query).map(ApiQuery)
+    }
+}
+
+fn serde_urlencoded_from_str<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{query}").parse().map_err(|_| ApiError::bad_request("invalid_query", "the query string is malformed"))?,
+    )
+    .map(|q| q.0)
+    .map_err(|e| {
+        ApiError::bad_request("invalid_query", "the query string has a bad value")
+            .details(json!({ "query": e.body_text() }))
+    })
+}
+
+/// A path id that must be a UUID; anything else cannot name an object, so 404.
+pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found())
+}
+
+/// The principal the auth middleware attached.
+pub struct Auth(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .map(Auth)
+            .ok_or_else(|| ApiError::internal("route is missing the authentication layer"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        count: u32,
+    }
+
+    fn fields(e: &ApiError) -> serde_json::Value {
+        e.details.clone().unwrap()["fields"].clone()
+    }
+
+    #[test]
+    fn syntax_errors_report_line_and_column() {
+        let e = parse_json::<Body>(b"{\n  \"name\": \"x\",,\n}").unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert_eq!(e.reason.as_deref(), Some("invalid_json"));
+        assert_eq!(e.details.as_ref().unwrap()["line"], 2);
+        let e = parse_json::<Body>(b"{\"name\": \"x\", \"count\": 1} trailing").unwrap_err();
+        assert_eq!(e.reason.as_deref(), Some("invalid_json"));
+    }
+
+    #[test]
+    fn type_errors_and_missing_fields_name_the_field() {
+        let e = parse_json::<Body>(br#"{"name": 5, "count": 1}"#).unwrap_err();
+        assert!(fields(&e)["name"].as_str().unwrap().contains("invalid type"));
+        let e = parse_json::<Body>(br#"{"name": "x"}"#).unwrap_err();
+        assert!(fields(&e)["count"].as_str().unwrap().contains("missing field"));
+        let e = parse_json::<Body>(b"\"just a string\"").unwrap_err();
+        assert!(fields(&e)["body"].is_string());
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let b: Body = parse_json(br#"{"name": "x", "count": 2, "orgId": "evil"}"#).unwrap();
+        assert_eq!(b.count, 2);
+    }
+}
