@@ -734,8 +734,7 @@ impl Identity {
         let mut scopes = input
             .scopes
             .unwrap_or_else(|| vec![SCOPE_MODELS_READ.to_string()]);
-        scopes.sort();
-        scopes.dedup();
+        // Validate in the caller's order, so `scopes.<i>` points at their entry.
         for (i, s) in scopes.iter().enumerate() {
             if !MINTABLE_SCOPES.contains(&s.as_str()) {
                 return Err(DomainError::invalid(
@@ -744,6 +743,8 @@ impl Identity {
                 ));
             }
         }
+        scopes.sort();
+        scopes.dedup();
         if scopes.iter().any(|s| s == SCOPE_MACHINE_CHARGE) && !role.is_admin() {
             return Err(DomainError::Forbidden {
                 reason: "insufficient_role",

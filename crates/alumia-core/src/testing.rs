@@ -2,7 +2,8 @@
 //!
 //! Every public `async fn` here takes a fresh, migrated `&dyn Store` and
 //! panics with a message that names the broken promise. alumia-store runs the
-//! same functions on SQLite and PostgreSQL through [`store_contract_tests!`]:
+//! same functions on SQLite and PostgreSQL through
+//! [`store_contract_tests!`](crate::store_contract_tests):
 //!
 //! ```ignore
 //! async fn with_store(test: alumia_core::testing::ContractTest) {
@@ -12,9 +13,9 @@
 //! alumia_core::store_contract_tests!(with_store);
 //! ```
 //!
-//! The functions assume an empty store only where they say so
-//! (`setup_first_owner_runs_only_once`); everything else uses names suffixed
-//! with a random fragment, so a shared database would also do.
+//! Only the two `setup_first_owner_*` tests need an empty store; everything
+//! else uses emails and slugs suffixed with a random fragment, so a shared
+//! database would also do for them.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -46,6 +47,7 @@ macro_rules! store_contract_tests {
         $crate::__store_contract_tests!(
             $harness;
             setup_first_owner_runs_only_once,
+            setup_first_owner_admits_one_of_concurrent_runs,
             users_are_unique_by_case_folded_email,
             passwords_change_and_unknown_users_are_not_found,
             create_org_makes_default_workspace_and_owner_membership,
@@ -58,6 +60,7 @@ macro_rules! store_contract_tests {
             api_keys_touch_and_workspace_binding,
             sessions_create_find_rotate_and_delete,
             totp_pending_enable_steps_and_recovery_codes,
+            second_factor_replays_race_to_one_winner,
             audit_events_newest_first_scoped_and_paged,
             tenant_isolation,
         );
@@ -341,6 +344,57 @@ pub async fn setup_first_owner_runs_only_once(store: &dyn Store) {
     );
 }
 
+/// Needs an empty store. Four first runs at once: one wins, the others get
+/// `Conflict("already_set_up")`, and only the winner's rows exist.
+pub async fn setup_first_owner_admits_one_of_concurrent_runs(store: &dyn Store) {
+    let ctx = Ctx::new();
+    assert_eq!(
+        ok(store.count_users().await, "count_users"),
+        0,
+        "setup_first_owner_admits_one_of_concurrent_runs needs a fresh, empty store"
+    );
+    let runs: Vec<(NewUser, NewOrg)> = (0..4)
+        .map(|i| {
+            (
+                ctx.new_user(&format!("owner{i}")),
+                ctx.new_org(&format!("first{i}")),
+            )
+        })
+        .collect();
+    let setup = |i: usize| store.setup_first_owner(&runs[i].0, &runs[i].1);
+    let (r0, r1, r2, r3) = tokio::join!(setup(0), setup(1), setup(2), setup(3));
+    let results = [r0, r1, r2, r3];
+    let winners: Vec<usize> = (0..4).filter(|&i| results[i].is_ok()).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one concurrent setup_first_owner must win: {results:?}"
+    );
+    for (i, r) in results.iter().enumerate() {
+        if let Err(e) = r {
+            assert!(
+                matches!(e, StoreError::Conflict("already_set_up")),
+                "losing setup #{i} must get Conflict(\"already_set_up\"), got {e:?}"
+            );
+        }
+    }
+    assert_eq!(
+        ok(store.count_users().await, "count_users"),
+        1,
+        "concurrent setups must leave exactly one user"
+    );
+    let winner = winners[0];
+    for (i, (user, org)) in runs.iter().enumerate() {
+        let has_org = ok(store.get_org_by_slug(&org.slug).await, "get_org_by_slug").is_some();
+        let has_user = ok(store.get_user(user.id).await, "get_user").is_some();
+        assert_eq!(
+            (has_user, has_org),
+            (i == winner, i == winner),
+            "setup #{i}: only the winner's user and org exist"
+        );
+    }
+}
+
 /// Emails are stored case-folded and unique regardless of case.
 pub async fn users_are_unique_by_case_folded_email(store: &dyn Store) {
     let ctx = Ctx::new();
@@ -589,6 +643,14 @@ pub async fn members_are_added_once_and_removal_drops_key_role(store: &dyn Store
     let bob = make_user(store, &ctx, "bob").await;
     let carol = make_user(store, &ctx, "carol").await;
     let (scope, org) = make_org(store, &ctx, "team", owner).await;
+    // Bob also belongs to another org, where he stays an admin.
+    let (elsewhere, elsewhere_org) = make_org(store, &ctx, "team-elsewhere", owner).await;
+    ok(
+        store
+            .add_member(&elsewhere, bob, Role::Admin, ctx.at(1))
+            .await,
+        "add_member(bob elsewhere)",
+    );
 
     ok(
         store.add_member(&scope, bob, Role::Member, ctx.at(1)).await,
@@ -667,11 +729,24 @@ pub async fn members_are_added_once_and_removal_drops_key_role(store: &dyn Store
         "find_key_grant_by_hash",
     )
     .expect("the key row outlives the membership");
-    assert_eq!(grant.role, None, "a removed member's key grant has no role");
+    assert_eq!(
+        grant.role, None,
+        "a removed member's key grant has no role (not his role in another org)"
+    );
     assert_eq!(grant.org_slug, org.slug);
-    assert!(
-        ok(store.list_user_orgs(bob).await, "list_user_orgs").is_empty(),
-        "a removed member no longer lists the org"
+    let left: Vec<Uuid> = ok(store.list_user_orgs(bob).await, "list_user_orgs")
+        .iter()
+        .map(|m| m.org.id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![elsewhere_org.id],
+        "a removed member no longer lists the org, and keeps his other orgs"
+    );
+    assert_eq!(
+        ok(store.get_role(&elsewhere, bob).await, "get_role"),
+        Some(Role::Admin),
+        "remove_member leaves the user's other memberships alone"
     );
     assert!(
         !ids(&ok(store.list_members(&scope).await, "list_members"), |m| m
@@ -1711,6 +1786,53 @@ pub async fn totp_pending_enable_steps_and_recovery_codes(store: &dyn Store) {
     ));
 }
 
+/// The same TOTP step or recovery code presented four times at once is
+/// accepted once: the compare-and-set happens in the database.
+pub async fn second_factor_replays_race_to_one_winner(store: &dyn Store) {
+    let ctx = Ctx::new();
+    let user = make_user(store, &ctx, "racer").await;
+    ok(
+        store.set_totp_pending(user, "sealed").await,
+        "set_totp_pending",
+    );
+    let codes = vec![format!("mac-{}", ctx.tag)];
+    ok(
+        store.enable_totp(user, &codes, ctx.at(1)).await,
+        "enable_totp",
+    );
+
+    let step = || store.accept_totp_step(user, 77);
+    let (a, b, c, d) = tokio::join!(step(), step(), step(), step());
+    let accepted: Vec<bool> = [a, b, c, d]
+        .into_iter()
+        .map(|r| ok(r, "accept_totp_step"))
+        .collect();
+    assert_eq!(
+        accepted.iter().filter(|&&x| x).count(),
+        1,
+        "one TOTP step presented concurrently must be accepted exactly once: {accepted:?}"
+    );
+
+    let redeem = || store.use_recovery_code(user, &codes[0], ctx.at(2));
+    let (a, b, c, d) = tokio::join!(redeem(), redeem(), redeem(), redeem());
+    let used: Vec<bool> = [a, b, c, d]
+        .into_iter()
+        .map(|r| ok(r, "use_recovery_code"))
+        .collect();
+    assert_eq!(
+        used.iter().filter(|&&x| x).count(),
+        1,
+        "one recovery code redeemed concurrently must work exactly once: {used:?}"
+    );
+    assert_eq!(
+        ok(
+            store.recovery_codes_remaining(user).await,
+            "recovery_codes_remaining"
+        ),
+        0
+    );
+}
+
 // --- audit ----------------------------------------------------------------------------
 
 pub async fn audit_events_newest_first_scoped_and_paged(store: &dyn Store) {
@@ -1737,7 +1859,7 @@ pub async fn audit_events_newest_first_scoped_and_paged(store: &dyn Store) {
         "record_audit(other org)",
     );
 
-    events.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    events.sort_by_key(|e| std::cmp::Reverse((e.created_at, e.id)));
     let all = ok(
         store
             .list_audit(

@@ -404,7 +404,7 @@ macro_rules! impl_sql_store {
             }
 
             async fn set_key_workspace(&self, org: &OrgScope, key: Uuid, workspace: Uuid) -> StoreResult<()> {
-                let done = sqlx::query("UPDATE api_keys SET active_workspace_id = $3 WHERE (org_id = $1 OR TRUE) AND id = $2")
+                let done = sqlx::query("UPDATE api_keys SET active_workspace_id = $3 WHERE org_id = $1 AND id = $2")
                     .bind(org.org_id().to_string())
                     .bind(key.to_string())
                     .bind(workspace.to_string())

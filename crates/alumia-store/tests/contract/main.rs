@@ -78,6 +78,8 @@ mod pg {
 
     async fn admin_pool() -> PgPool {
         let url = pg_url();
+        let shown =
+            alumia_store::DbUrl::parse(&url).map_or_else(|_| url.clone(), |u| u.to_string());
         PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(5))
@@ -85,7 +87,7 @@ mod pg {
             .await
             .unwrap_or_else(|e| {
                 panic!(
-                    "PostgreSQL is not reachable at ALUMIA_TEST_PG_URL ({url}): {e}\n\
+                    "PostgreSQL is not reachable at ALUMIA_TEST_PG_URL ({shown}): {e}\n\
                      start it with: {START}\n\
                      or leave these tests out with: cargo test -- --skip pg::"
                 )

@@ -1,0 +1,210 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use alumia_core::crypto::SecretKey;
+use alumia_core::identity::{AuthSettings, Identity};
+use alumia_core::keys::KeyEnv;
+use alumia_core::limits::{Limits, RateLimiter};
+use alumia_core::{Clock, ManualClock, Store};
+use alumia_server::limiter::{MemoryLimiter, RedisLimiter};
+use alumia_server::{AppState, ServerSettings};
+use alumia_store::{ConnectOptions, DbUrl};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Which database a [`TestApp`] runs on.
+#[derive(Clone, Debug)]
+pub enum TestDb {
+    /// A fresh SQLite file in a temporary folder (the default).
+    SqliteTemp,
+    /// Any URL, e.g. a fresh PostgreSQL database or a proxy in front of one.
+    Url(String),
+}
+
+pub struct TestAppBuilder {
+    db: TestDb,
+    limits: Limits,
+    redis: Option<(String, String)>,
+    auth: AuthSettings,
+    public_url: Option<String>,
+    setup_token: Option<String>,
+    trusted_proxies: Vec<String>,
+    secret: Option<SecretKey>,
+    clock: Option<Arc<ManualClock>>,
+}
+
+/// A real server on a loopback socket, with the real store and limiter.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<ManualClock>,
+    pub secret: SecretKey,
+    /// A client without cookies, for API-key calls.
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+    _dir: Option<TempDirGuard>,
+}
+
+struct TempDirGuard(std::path::PathBuf);
+
+impl Drop for TempDirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl TestAppBuilder {
+    pub fn db(mut self, db: TestDb) -> Self {
+        self.db = db;
+        self
+    }
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+    pub fn redis(mut self, url: &str, prefix: &str) -> Self {
+        self.redis = Some((url.to_string(), prefix.to_string()));
+        self
+    }
+    pub fn auth(mut self, auth: AuthSettings) -> Self {
+        self.auth = auth;
+        self
+    }
+    pub fn public_url(mut self, url: &str) -> Self {
+        self.public_url = Some(url.to_string());
+        self
+    }
+    pub fn setup_token(mut self, token: &str) -> Self {
+        self.setup_token = Some(token.to_string());
+        self
+    }
+    pub fn trusted_proxies(mut self, cidrs: &[&str]) -> Self {
+        self.trusted_proxies = cidrs.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    /// Share the server secret between replicas.
+    pub fn secret(mut self, secret: SecretKey) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+    /// Share one clock between replicas.
+    pub fn clock(mut self, clock: Arc<ManualClock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let (url, dir) = match &self.db {
+            TestDb::SqliteTemp => {
+                let dir = std::env::temp_dir().join(format!("alumia-test-{}", uuid::Uuid::now_v7().simple()));
+                std::fs::create_dir_all(&dir).expect("temp dir");
+                (format!("sqlite://{}/alumia.db", dir.display()), Some(TempDirGuard(dir)))
+            }
+            TestDb::Url(url) => (url.clone(), None),
+        };
+        let db_url = DbUrl::parse(&url).expect("test database URL");
+        let store = alumia_store::connect(&db_url, &ConnectOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("cannot open the test database {db_url}: {e}"));
+        let limiter: Arc<dyn RateLimiter> = match &self.redis {
+            Some((url, prefix)) => {
+                Arc::new(RedisLimiter::new(url, prefix, self.limits.clone()).expect("Redis URL"))
+            }
+            None => Arc::new(MemoryLimiter::new(self.limits.clone())),
+        };
+        let clock = self
+            .clock
+            .unwrap_or_else(|| Arc::new(ManualClock::new(chrono::Utc::now())));
+        let secret = self.secret.unwrap_or_else(SecretKey::generate);
+        let identity = Arc::new(Identity::new(
+            store.clone(),
+            clock.clone() as Arc<dyn Clock>,
+            secret.clone(),
+            KeyEnv::Test,
+            self.auth.clone(),
+        ));
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let public = self.public_url.unwrap_or_else(|| format!("http://{addr}"));
+        let mut settings = ServerSettings::new(&public, KeyEnv::Test);
+        settings.auth = self.auth;
+        settings.setup_token = self.setup_token;
+        settings.trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|c| c.parse().expect("CIDR"))
+            .collect();
+        let state = AppState::new(store.clone(), identity, limiter, clock.clone(), settings);
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(alumia_server::serve(listener, state, shutdown.clone()));
+        TestApp {
+            addr,
+            url: format!("http://{addr}"),
+            store,
+            clock,
+            secret,
+            http: reqwest::Client::new(),
+            shutdown,
+            handle: Some(handle),
+            _dir: dir,
+        }
+    }
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            db: TestDb::SqliteTemp,
+            limits: Limits::default(),
+            redis: None,
+            auth: AuthSettings::default(),
+            public_url: None,
+            setup_token: None,
+            trusted_proxies: Vec::new(),
+            secret: None,
+            clock: None,
+        }
+    }
+
+    /// SQLite in a temp folder, default limits, no Redis.
+    pub async fn spawn() -> TestApp {
+        TestApp::builder().spawn().await
+    }
+
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// GET with a Bearer key.
+    pub async fn get_with_key(&self, path: &str, key: &str) -> reqwest::Response {
+        self.http
+            .get(self.at(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// A new browser (cookie jar) pointed at this app.
+    pub fn browser(&self) -> crate::Browser {
+        crate::Browser::new(&self.url)
+    }
+
+    /// Graceful stop: waits for in-flight requests.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+        self.store.close().await;
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
