@@ -51,7 +51,10 @@ pub enum DomainError {
         fields: BTreeMap<String, String>,
     },
     #[error("rate limited on {bucket}")]
-    RateLimited { bucket: String, retry_after_secs: u64 },
+    RateLimited {
+        bucket: String,
+        retry_after_secs: u64,
+    },
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]

@@ -13,7 +13,9 @@ use crate::crypto::{SecretKey, random_token, sha256_hex};
 use crate::error::{DomainError, DomainResult, StoreError};
 use crate::keys::{self, KeyEnv};
 use crate::model::*;
-use crate::principal::{MINTABLE_SCOPES, Principal, PrincipalKind, SCOPE_MACHINE_CHARGE, SCOPE_MODELS_READ, role_scopes};
+use crate::principal::{
+    MINTABLE_SCOPES, Principal, PrincipalKind, SCOPE_MACHINE_CHARGE, SCOPE_MODELS_READ, role_scopes,
+};
 use crate::scope::OrgScope;
 use crate::store::{PageRequest, Store};
 use crate::{new_id, password, totp, validate};
@@ -226,7 +228,11 @@ impl Identity {
                 StoreError::Conflict(_) => slug_taken(),
                 other => other.into(),
             })?;
-        let stored = self.store.get_user(user.id).await?.ok_or(DomainError::NotFound)?;
+        let stored = self
+            .store
+            .get_user(user.id)
+            .await?
+            .ok_or(DomainError::NotFound)?;
         let orgs = self.store.list_user_orgs(user.id).await?;
         let start = self
             .start_session(user.id, Some(org.id), vec!["pwd".into()], client)
@@ -274,10 +280,13 @@ impl Identity {
             }
             None => {
                 let org = self.new_org(&input.org_slug, &input.org_name);
-                self.store.create_org(&org, user_id).await.map_err(|e| match e {
-                    StoreError::Conflict(_) => slug_taken(),
-                    other => other.into(),
-                })?;
+                self.store
+                    .create_org(&org, user_id)
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::Conflict(_) => slug_taken(),
+                        other => other.into(),
+                    })?;
                 created = true;
                 org.id
             }
@@ -351,7 +360,8 @@ impl Identity {
             .await?
             .ok_or(DomainError::NotFound)?;
         let plan = self.plan_mint(role, input)?;
-        self.insert_key(&scope, user.user.id, plan, KeyOrigin::AdminCli).await
+        self.insert_key(&scope, user.user.id, plan, KeyOrigin::AdminCli)
+            .await
     }
 
     // --- browser sessions -------------------------------------------------------
@@ -387,7 +397,11 @@ impl Identity {
 
     /// Email + password (+ second factor). Unknown emails cost the same as
     /// known ones and get the same answer.
-    pub async fn login(&self, input: LoginInput, client: &ClientInfo) -> DomainResult<LoginOutcome> {
+    pub async fn login(
+        &self,
+        input: LoginInput,
+        client: &ClientInfo,
+    ) -> DomainResult<LoginOutcome> {
         let email = input.email.trim().to_lowercase();
         let found = self.store.find_user_by_email(&email).await?;
         let (hash, user) = match &found {
@@ -406,7 +420,11 @@ impl Identity {
                 amr.push("otp".into());
             } else if let Some(code) = input.recovery_code.as_deref() {
                 let mac = self.recovery_mac(code);
-                if !self.store.use_recovery_code(user.id, &mac, self.now()).await? {
+                if !self
+                    .store
+                    .use_recovery_code(user.id, &mac, self.now())
+                    .await?
+                {
                     return Err(invalid_credentials());
                 }
                 amr.push("recovery".into());
@@ -510,7 +528,9 @@ impl Identity {
             .into_iter()
             .find(|m| org_matches(&m.org, org))
             .ok_or_else(org_mismatch)?;
-        self.store.set_session_context(id, Some(m.org.id), None).await?;
+        self.store
+            .set_session_context(id, Some(m.org.id), None)
+            .await?;
         Ok(m.org)
     }
 
@@ -573,7 +593,10 @@ impl Identity {
             json!({ "method": method }),
         )
         .await;
-        Ok((token, now + Duration::seconds(self.settings.step_up_window_secs)))
+        Ok((
+            token,
+            now + Duration::seconds(self.settings.step_up_window_secs),
+        ))
     }
 
     // --- TOTP ---------------------------------------------------------------------
@@ -596,8 +619,17 @@ impl Identity {
 
     pub async fn totp_enroll(&self, p: &Principal) -> DomainResult<(String, String)> {
         p.require_step_up(self.now(), self.settings.step_up_window_secs)?;
-        let user = self.store.get_user(p.user_id).await?.ok_or(DomainError::NotFound)?;
-        if self.store.get_totp(p.user_id).await?.is_some_and(|t| t.enabled) {
+        let user = self
+            .store
+            .get_user(p.user_id)
+            .await?
+            .ok_or(DomainError::NotFound)?;
+        if self
+            .store
+            .get_totp(p.user_id)
+            .await?
+            .is_some_and(|t| t.enabled)
+        {
             return Err(DomainError::conflict(
                 "totp_already_enabled",
                 "TOTP is already enabled; disable it first",
@@ -638,16 +670,30 @@ impl Identity {
             .collect();
         let macs: Vec<String> = codes.iter().map(|c| self.recovery_mac(c)).collect();
         self.store.enable_totp(p.user_id, &macs, self.now()).await?;
-        self.audit(&p.org, "auth.totp_enabled", actor(p), &client.ip, ("user", p.user_id.to_string()), json!({}))
-            .await;
+        self.audit(
+            &p.org,
+            "auth.totp_enabled",
+            actor(p),
+            &client.ip,
+            ("user", p.user_id.to_string()),
+            json!({}),
+        )
+        .await;
         Ok(codes)
     }
 
     pub async fn totp_disable(&self, p: &Principal, client: &ClientInfo) -> DomainResult<()> {
         p.require_step_up(self.now(), self.settings.step_up_window_secs)?;
         self.store.disable_totp(p.user_id).await?;
-        self.audit(&p.org, "auth.totp_disabled", actor(p), &client.ip, ("user", p.user_id.to_string()), json!({}))
-            .await;
+        self.audit(
+            &p.org,
+            "auth.totp_disabled",
+            actor(p),
+            &client.ip,
+            ("user", p.user_id.to_string()),
+            json!({}),
+        )
+        .await;
         Ok(())
     }
 
@@ -900,7 +946,10 @@ pub fn invalid_credentials() -> DomainError {
 }
 
 pub fn org_mismatch() -> DomainError {
-    DomainError::forbidden("org_mismatch", "that org is not available to this credential")
+    DomainError::forbidden(
+        "org_mismatch",
+        "that org is not available to this credential",
+    )
 }
 
 fn already_set_up() -> DomainError {

@@ -76,7 +76,10 @@ mod tests {
         assert_eq!(key.plaintext.len(), "alm_live_".len() + 48);
         assert!(key.plaintext.starts_with("alm_live_"));
         assert_eq!(key.prefix, &key.plaintext[..12]);
-        assert_eq!(parse(&key.plaintext, KeyEnv::Live).as_deref(), Some(key.hash.as_str()));
+        assert_eq!(
+            parse(&key.plaintext, KeyEnv::Live).as_deref(),
+            Some(key.hash.as_str())
+        );
         assert_ne!(mint(KeyEnv::Live).plaintext, key.plaintext);
     }
 
@@ -86,13 +89,25 @@ mod tests {
         assert!(parse(&good, KeyEnv::Test).is_some());
         let cases = [
             ("other env", good.clone(), KeyEnv::Live),
-            ("uppercase hex", good.to_uppercase().replacen("ALM_TEST_", "alm_test_", 1), KeyEnv::Test),
+            (
+                "uppercase hex",
+                good.to_uppercase().replacen("ALM_TEST_", "alm_test_", 1),
+                KeyEnv::Test,
+            ),
             ("short", good[..good.len() - 1].to_string(), KeyEnv::Test),
             ("long", format!("{good}0"), KeyEnv::Test),
-            ("non-hex", format!("{}g", &good[..good.len() - 1]), KeyEnv::Test),
+            (
+                "non-hex",
+                format!("{}g", &good[..good.len() - 1]),
+                KeyEnv::Test,
+            ),
             ("no prefix", good[4..].to_string(), KeyEnv::Test),
             ("empty", String::new(), KeyEnv::Test),
-            ("unicode", format!("{}é", &good[..good.len() - 2]), KeyEnv::Test),
+            (
+                "unicode",
+                format!("{}é", &good[..good.len() - 2]),
+                KeyEnv::Test,
+            ),
         ];
         for (what, token, env) in cases {
             assert!(parse(&token, env).is_none(), "{what} was accepted");

@@ -125,7 +125,11 @@ impl Principal {
     }
 
     /// A browser session whose last step-up is within the (fixed) window.
-    pub fn require_step_up(&self, now: DateTime<Utc>, window_secs: i64) -> Result<Uuid, DomainError> {
+    pub fn require_step_up(
+        &self,
+        now: DateTime<Utc>,
+        window_secs: i64,
+    ) -> Result<Uuid, DomainError> {
         let session_id = self.require_browser_session()?;
         if let PrincipalKind::Session {
             step_up_at: Some(at),

@@ -125,8 +125,7 @@ pub trait Store: Send + Sync + 'static {
 
     // --- browser sessions -------------------------------------------------------
 
-    async fn create_session(&self, token_hash: &str, session: &BrowserSession)
-    -> StoreResult<()>;
+    async fn create_session(&self, token_hash: &str, session: &BrowserSession) -> StoreResult<()>;
     /// Unscoped by design: this is how a cookie finds its user.
     async fn find_session_by_hash(&self, token_hash: &str) -> StoreResult<Option<BrowserSession>>;
     /// Moves the session to a new token (the id rotates on step-up) and records the step-up.

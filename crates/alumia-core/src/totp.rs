@@ -41,8 +41,7 @@ pub fn matching_step(secret: &[u8], code: &str, unix_secs: i64) -> Option<i64> {
     }
     let now = step_at(unix_secs);
     [now - 1, now, now + 1].into_iter().find(|step| {
-        *step >= 0
-            && crate::keys::digests_equal(&hotp(secret, *step as u64, DIGITS), code)
+        *step >= 0 && crate::keys::digests_equal(&hotp(secret, *step as u64, DIGITS), code)
     })
 }
 
@@ -127,8 +126,14 @@ mod tests {
         let now = 1_700_000_000;
         let code = hotp(RFC_SECRET, step_at(now) as u64, 6);
         assert_eq!(matching_step(RFC_SECRET, &code, now), Some(step_at(now)));
-        assert_eq!(matching_step(RFC_SECRET, &code, now + 30), Some(step_at(now)));
-        assert_eq!(matching_step(RFC_SECRET, &code, now - 30), Some(step_at(now)));
+        assert_eq!(
+            matching_step(RFC_SECRET, &code, now + 30),
+            Some(step_at(now))
+        );
+        assert_eq!(
+            matching_step(RFC_SECRET, &code, now - 30),
+            Some(step_at(now))
+        );
         assert_eq!(matching_step(RFC_SECRET, &code, now + 60), None);
         assert_eq!(matching_step(RFC_SECRET, "12345", now), None);
         assert_eq!(matching_step(RFC_SECRET, "abcdef", now), None);

@@ -50,7 +50,10 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, settings: &ServerSettings) -> 
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if let Some(ip) = parts.extensions.get::<ClientIp>() {
             return Ok(*ip);
         }
@@ -105,6 +108,9 @@ mod tests {
         let c = ClientIp("2001:db8:1:3::1".parse().unwrap());
         assert_eq!(a.bucket_key(), b.bucket_key());
         assert_ne!(a.bucket_key(), c.bucket_key());
-        assert_eq!(ClientIp("::ffff:192.0.2.1".parse().unwrap()).bucket_key(), "192.0.2.1");
+        assert_eq!(
+            ClientIp("::ffff:192.0.2.1".parse().unwrap()).bucket_key(),
+            "192.0.2.1"
+        );
     }
 }

@@ -13,11 +13,12 @@ use serde_json::{Value, json};
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
-    pub reason: Option<String>,
-    pub details: Option<Value>,
+    pub reason: Option<&'static str>,
+    /// Boxed: errors travel through every `Result`, so they stay small.
+    pub details: Option<Box<Value>>,
     pub retry_after: Option<u64>,
     /// For 5xx: the cause, logged with the request id, never sent.
-    pub cause: Option<String>,
+    pub cause: Option<Box<str>>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -38,17 +39,17 @@ impl ApiError {
         }
     }
 
-    pub fn reason(mut self, reason: &str) -> Self {
-        self.reason = Some(reason.to_string());
+    pub fn reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
         self
     }
 
     pub fn details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
-    pub fn bad_request(reason: &str, message: impl Into<String>) -> Self {
+    pub fn bad_request(reason: &'static str, message: impl Into<String>) -> Self {
         ApiError::new(ErrorCode::BadRequest, message).reason(reason)
     }
 
@@ -58,7 +59,7 @@ impl ApiError {
 
     pub fn internal(cause: impl Into<String>) -> Self {
         let mut e = ApiError::new(ErrorCode::InternalError, "internal error");
-        e.cause = Some(cause.into());
+        e.cause = Some(cause.into().into_boxed_str());
         e
     }
 
@@ -69,7 +70,7 @@ impl ApiError {
         )
         .reason("unavailable");
         e.retry_after = Some(2);
-        e.cause = Some(cause.into());
+        e.cause = Some(cause.into().into_boxed_str());
         e
     }
 
@@ -112,7 +113,7 @@ impl From<DomainError> for ApiError {
                 details,
             } => {
                 let mut err = ApiError::new(ErrorCode::Forbidden, message).reason(reason);
-                err.details = details;
+                err.details = details.map(Box::new);
                 err
             }
             DomainError::NotFound => ApiError::not_found(),
@@ -121,7 +122,7 @@ impl From<DomainError> for ApiError {
             }
             DomainError::Validation { reason, fields } => {
                 let mut err = ApiError::validation(fields);
-                err.reason = reason.map(str::to_string);
+                err.reason = reason;
                 err
             }
             DomainError::RateLimited {
@@ -143,8 +144,8 @@ impl IntoResponse for ApiError {
             error: ApiErrorBody {
                 code: self.code,
                 message: self.message,
-                reason: self.reason,
-                details: self.details,
+                reason: self.reason.map(str::to_string),
+                details: self.details.map(|d| *d),
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
@@ -160,7 +161,7 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Some(cause) = self.cause {
-            response.extensions_mut().insert(InternalCause(cause));
+            response.extensions_mut().insert(InternalCause(cause.into()));
         }
         response
     }

@@ -39,11 +39,16 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         match headers.get(header::CONTENT_LENGTH) {
             Some(len) => {
                 // A declared length over the cap is refused unread.
-                let declared: u64 = len
-                    .to_str()
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| ApiError::bad_request("bad_content_length", "Content-Length is not a number"))?;
+                let declared: u64 =
+                    len.to_str()
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| {
+                            ApiError::bad_request(
+                                "bad_content_length",
+                                "Content-Length is not a number",
+                            )
+                        })?;
                 if declared > limit as u64 {
                     return Err(too_large(limit));
                 }
@@ -96,8 +101,20 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let path = err.path().to_string();
         let message = strip_position(&err.into_inner().to_string());
         let field = missing_field(&message)
-            .map(|f| if path == "." { f.to_string() } else { format!("{path}.{f}") })
-            .unwrap_or_else(|| if path == "." { "body".to_string() } else { path });
+            .map(|f| {
+                if path == "." {
+                    f.to_string()
+                } else {
+                    format!("{path}.{f}")
+                }
+            })
+            .unwrap_or_else(|| {
+                if path == "." {
+                    "body".to_string()
+                } else {
+                    path
+                }
+            });
         let mut fields = BTreeMap::new();
         fields.insert(field, message);
         ApiError::bad_request("invalid_body", "the body has missing or mistyped fields")
@@ -131,7 +148,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
 fn serde_urlencoded_from_str<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     axum::extract::Query::<T>::try_from_uri(
-        &format!("/?{query}").parse().map_err(|_| ApiError::bad_request("invalid_query", "the query string is malformed"))?,
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| ApiError::bad_request("invalid_query", "the query string is malformed"))?,
     )
     .map(|q| q.0)
     .map_err(|e| {
@@ -173,25 +192,35 @@ mod tests {
     }
 
     fn fields(e: &ApiError) -> serde_json::Value {
-        e.details.clone().unwrap()["fields"].clone()
+        e.details.as_deref().unwrap()["fields"].clone()
     }
 
     #[test]
     fn syntax_errors_report_line_and_column() {
         let e = parse_json::<Body>(b"{\n  \"name\": \"x\",,\n}").unwrap_err();
         assert_eq!(e.code, ErrorCode::BadRequest);
-        assert_eq!(e.reason.as_deref(), Some("invalid_json"));
+        assert_eq!(e.reason, Some("invalid_json"));
         assert_eq!(e.details.as_ref().unwrap()["line"], 2);
         let e = parse_json::<Body>(b"{\"name\": \"x\", \"count\": 1} trailing").unwrap_err();
-        assert_eq!(e.reason.as_deref(), Some("invalid_json"));
+        assert_eq!(e.reason, Some("invalid_json"));
     }
 
     #[test]
     fn type_errors_and_missing_fields_name_the_field() {
         let e = parse_json::<Body>(br#"{"name": 5, "count": 1}"#).unwrap_err();
-        assert!(fields(&e)["name"].as_str().unwrap().contains("invalid type"));
+        assert!(
+            fields(&e)["name"]
+                .as_str()
+                .unwrap()
+                .contains("invalid type")
+        );
         let e = parse_json::<Body>(br#"{"name": "x"}"#).unwrap_err();
-        assert!(fields(&e)["count"].as_str().unwrap().contains("missing field"));
+        assert!(
+            fields(&e)["count"]
+                .as_str()
+                .unwrap()
+                .contains("missing field")
+        );
         let e = parse_json::<Body>(b"\"just a string\"").unwrap_err();
         assert!(fields(&e)["body"].is_string());
     }

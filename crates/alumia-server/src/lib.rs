@@ -33,7 +33,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = router(state.clone());
     let stopping = shutdown.clone();
-    let result = axum::serve(
+    axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
@@ -42,6 +42,5 @@ pub async fn serve(
         // Readiness flips to 503 while the last requests drain.
         state.shutting_down.cancel();
     })
-    .await;
-    result
+    .await
 }

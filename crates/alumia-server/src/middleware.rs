@@ -72,7 +72,10 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert("x-request-id", v);
     }
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
@@ -103,7 +106,11 @@ struct LogPrincipal {
 }
 
 /// HSTS when served over https (behind TLS).
-pub async fn transport_security(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn transport_security(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let mut response = next.run(req).await;
     if state.settings.is_https() {
         response.headers_mut().insert(
@@ -197,7 +204,10 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
     response
 }
 
-async fn resolve_principal(state: &AppState, parts: &axum::http::request::Parts) -> Result<Principal, ApiError> {
+async fn resolve_principal(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+) -> Result<Principal, ApiError> {
     let headers = &parts.headers;
     let org_header = headers.get("x-alumia-org").and_then(|v| v.to_str().ok());
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
@@ -213,7 +223,10 @@ async fn resolve_principal(state: &AppState, parts: &axum::http::request::Parts)
         return Ok(state.identity.authenticate_key(token, org_header).await?);
     }
     if let Some(token) = cookie_value(headers, SESSION_COOKIE) {
-        let principal = state.identity.authenticate_session(token, org_header).await?;
+        let principal = state
+            .identity
+            .authenticate_session(token, org_header)
+            .await?;
         if is_unsafe(&parts.method) {
             let PrincipalKind::Session { csrf_token, .. } = &principal.kind else {
                 return Err(csrf_failed());

@@ -3,12 +3,12 @@
 
 use std::any::Any;
 
+use alumia_types::ErrorCode;
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
-use axum::Router;
-use alumia_types::ErrorCode;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
@@ -46,7 +46,10 @@ pub fn authed_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/workspaces", get(workspaces::list)),
         ("/api/v1/workspaces/switch", post(workspaces::switch)),
         ("/api/v1/workspaces/{id}", get(workspaces::get)),
-        ("/api/v1/api-keys", get(api_keys::list).post(api_keys::create)),
+        (
+            "/api/v1/api-keys",
+            get(api_keys::list).post(api_keys::create),
+        ),
         ("/api/v1/api-keys/{id}", delete(api_keys::revoke)),
         ("/api/v1/models", get(models::list)),
         ("/api/v1/audit-events", get(audit::list)),
@@ -97,9 +100,12 @@ async fn not_found() -> Response {
 
 /// axum adds the `Allow` header to this response.
 async fn method_not_allowed() -> Response {
-    ApiError::new(ErrorCode::MethodNotAllowed, "this method is not allowed here")
-        .reason("method_not_allowed")
-        .into_response()
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this method is not allowed here",
+    )
+    .reason("method_not_allowed")
+    .into_response()
 }
 
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {

@@ -54,7 +54,10 @@ impl DbUrl {
         if self.kind != DbKind::Sqlite {
             return None;
         }
-        let rest = self.raw.trim_start_matches("sqlite:").trim_start_matches("//");
+        let rest = self
+            .raw
+            .trim_start_matches("sqlite:")
+            .trim_start_matches("//");
         let path = rest.split('?').next().unwrap_or_default();
         (!path.is_empty() && !path.contains(":memory:")).then_some(path)
     }
@@ -97,9 +100,16 @@ mod tests {
 
     #[test]
     fn only_sqlite_and_postgres_urls_are_accepted() {
-        assert_eq!(DbUrl::parse("sqlite://./alumia-data/alumia.db").unwrap().kind(), DbKind::Sqlite);
         assert_eq!(
-            DbUrl::parse("sqlite://./alumia-data/alumia.db").unwrap().sqlite_path(),
+            DbUrl::parse("sqlite://./alumia-data/alumia.db")
+                .unwrap()
+                .kind(),
+            DbKind::Sqlite
+        );
+        assert_eq!(
+            DbUrl::parse("sqlite://./alumia-data/alumia.db")
+                .unwrap()
+                .sqlite_path(),
             Some("./alumia-data/alumia.db")
         );
         assert!(DbUrl::parse("postgresql://h/db").is_ok());

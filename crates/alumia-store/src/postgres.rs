@@ -20,7 +20,10 @@ impl EngineDb for PgStore {
 impl PgStore {
     /// Connects and migrates; sqlx takes an advisory lock so concurrent
     /// replicas migrate one at a time.
-    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, alumia_core::StoreError> {
+    pub async fn connect(
+        url: &str,
+        options: &ConnectOptions,
+    ) -> Result<Self, alumia_core::StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
@@ -36,7 +39,9 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, alumia_core::StoreError> {
+    async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, alumia_core::StoreError> {
         self.pool.begin().await.map_err(crate::errors::err)
     }
 }

@@ -3,7 +3,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::ConnectOptions;
 use crate::sql_store::{EngineDb, impl_sql_store};
@@ -29,7 +31,10 @@ impl EngineDb for SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating the file and its folder if missing) and migrates.
-    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, alumia_core::StoreError> {
+    pub async fn connect(
+        url: &str,
+        options: &ConnectOptions,
+    ) -> Result<Self, alumia_core::StoreError> {
         let connect = SqliteConnectOptions::from_str(url)
             .map_err(crate::errors::err)?
             .create_if_missing(true)
@@ -43,8 +48,12 @@ impl SqliteStore {
         if let Some(parent) = std::path::Path::new(connect.get_filename()).parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| alumia_core::StoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                alumia_core::StoreError::Unavailable(format!(
+                    "cannot create {}: {e}",
+                    parent.display()
+                ))
+            })?;
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
@@ -63,7 +72,9 @@ impl SqliteStore {
 
     /// Writes start with `BEGIN IMMEDIATE`, so a transaction never upgrades
     /// from reader to writer and fails with SQLITE_BUSY halfway.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, alumia_core::StoreError> {
+    async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, alumia_core::StoreError> {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
             .await

@@ -98,9 +98,13 @@ impl TestAppBuilder {
     pub async fn spawn(self) -> TestApp {
         let (url, dir) = match &self.db {
             TestDb::SqliteTemp => {
-                let dir = std::env::temp_dir().join(format!("alumia-test-{}", uuid::Uuid::now_v7().simple()));
+                let dir = std::env::temp_dir()
+                    .join(format!("alumia-test-{}", uuid::Uuid::now_v7().simple()));
                 std::fs::create_dir_all(&dir).expect("temp dir");
-                (format!("sqlite://{}/alumia.db", dir.display()), Some(TempDirGuard(dir)))
+                (
+                    format!("sqlite://{}/alumia.db", dir.display()),
+                    Some(TempDirGuard(dir)),
+                )
             }
             TestDb::Url(url) => (url.clone(), None),
         };
@@ -126,7 +130,9 @@ impl TestAppBuilder {
             self.auth.clone(),
         ));
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let public = self.public_url.unwrap_or_else(|| format!("http://{addr}"));
         let mut settings = ServerSettings::new(&public, KeyEnv::Test);

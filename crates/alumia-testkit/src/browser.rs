@@ -29,7 +29,12 @@ impl Browser {
     }
 
     /// Sends with the CSRF header, as the pages do.
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::Response {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
         let mut req = self.client.request(method, self.at(path));
         if let Some(csrf) = &self.csrf {
             req = req.header("x-csrf-token", csrf);
@@ -68,7 +73,12 @@ impl Browser {
     }
 
     /// `POST /api/v1/auth/login`; returns the raw response.
-    pub async fn login_response(&mut self, email: &str, password: &str, extra: Value) -> reqwest::Response {
+    pub async fn login_response(
+        &mut self,
+        email: &str,
+        password: &str,
+        extra: Value,
+    ) -> reqwest::Response {
         let mut body = json!({"email": email, "password": password});
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
             b.extend(e.clone());
@@ -86,7 +96,8 @@ impl Browser {
     }
 
     pub async fn step_up(&self, password: &str) -> reqwest::Response {
-        self.post("/api/v1/auth/step-up", json!({"password": password})).await
+        self.post("/api/v1/auth/step-up", json!({"password": password}))
+            .await
     }
 
     /// Mints a key (the session must be fresh) and returns `(key, data)`.
@@ -99,6 +110,9 @@ impl Browser {
         let status = res.status();
         let body: Value = res.json().await.expect("json");
         assert_eq!(status, 201, "mint failed: {body}");
-        (body["data"]["key"].as_str().expect("key").to_string(), body["data"].clone())
+        (
+            body["data"]["key"].as_str().expect("key").to_string(),
+            body["data"].clone(),
+        )
     }
 }

@@ -30,14 +30,18 @@ impl TcpProxy {
                     _ = stop2.cancelled() => return,
                     a = listener.accept() => a,
                 };
-                let Ok((mut inbound, _)) = accepted else { continue };
+                let Ok((mut inbound, _)) = accepted else {
+                    continue;
+                };
                 if !up2.load(Ordering::SeqCst) {
                     drop(inbound); // refused: the "database" is down
                     continue;
                 }
                 let cut = gen2.lock().expect("proxy lock").clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = cut.cancelled() => {}
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}

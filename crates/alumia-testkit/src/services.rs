@@ -24,7 +24,10 @@ pub struct PgDatabase {
 
 fn url_for(base: &str, db: &str) -> String {
     let (head, tail) = base.rsplit_once('/').expect("a database URL with a path");
-    let query = tail.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    let query = tail
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
     format!("{head}/{db}{query}")
 }
 
@@ -69,7 +72,10 @@ impl RedisPrefix {
             "Redis is not reachable at ALUMIA_TEST_REDIS_URL (default 127.0.0.1:6379); start it with: \
              redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no",
         );
-        let _: String = redis::cmd("PING").query_async(&mut conn).await.expect("Redis PING");
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .expect("Redis PING");
         RedisPrefix {
             prefix: format!("alumia:t:{}:", Uuid::now_v7().simple()),
         }
@@ -77,8 +83,12 @@ impl RedisPrefix {
 
     /// `SCAN MATCH <prefix>*` + `UNLINK`; never FLUSHDB on a shared server.
     pub async fn cleanup(&self) {
-        let Ok(client) = redis::Client::open(redis_url()) else { return };
-        let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
+        let Ok(client) = redis::Client::open(redis_url()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+            return;
+        };
         let mut cursor: u64 = 0;
         loop {
             let Ok((next, keys)): Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
@@ -93,7 +103,8 @@ impl RedisPrefix {
                 return;
             };
             if !keys.is_empty() {
-                let _: Result<i64, _> = redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await;
+                let _: Result<i64, _> =
+                    redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await;
             }
             if next == 0 {
                 return;

@@ -86,7 +86,11 @@ mod tests {
         let mut statuses = std::collections::HashSet::new();
         for code in ErrorCode::ALL {
             let json = serde_json::to_value(code).unwrap();
-            assert_eq!(json, code.as_str(), "serde and as_str disagree for {code:?}");
+            assert_eq!(
+                json,
+                code.as_str(),
+                "serde and as_str disagree for {code:?}"
+            );
             assert!(statuses.insert(code.status()), "{code:?} reuses a status");
             assert!((400..600).contains(&code.status()));
         }

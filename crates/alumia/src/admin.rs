@@ -108,7 +108,10 @@ fn report(e: &DomainError, json: bool) -> ExitCode {
         other => other.to_string(),
     };
     if json {
-        eprintln!("{}", json!({ "success": false, "error": { "message": message } }));
+        eprintln!(
+            "{}",
+            json!({ "success": false, "error": { "message": message } })
+        );
     } else {
         eprintln!("alumia admin: {message}");
     }
@@ -154,10 +157,14 @@ pub async fn run(command: AdminCommand, common: CommonArgs, json: bool) -> ExitC
             return ExitCode::from(2);
         }
     };
-    let store = match alumia_store::connect(&config.database_url, &ConnectOptions::default()).await {
+    let store = match alumia_store::connect(&config.database_url, &ConnectOptions::default()).await
+    {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("alumia admin: cannot open the database {}: {e}", config.database_url);
+            eprintln!(
+                "alumia admin: cannot open the database {}: {e}",
+                config.database_url
+            );
             return ExitCode::from(1);
         }
     };
@@ -224,7 +231,10 @@ pub async fn run(command: AdminCommand, common: CommonArgs, json: bool) -> ExitC
                 .await
             {
                 Ok(user_id) => {
-                    println!("{}", json!({ "userId": user_id.to_string(), "role": role.as_str() }));
+                    println!(
+                        "{}",
+                        json!({ "userId": user_id.to_string(), "role": role.as_str() })
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => report(&e, json),
@@ -242,13 +252,23 @@ pub async fn run(command: AdminCommand, common: CommonArgs, json: bool) -> ExitC
                 Some(raw) => match parse_duration(raw) {
                     Some(d) => Some(chrono::Utc::now() + d),
                     None => {
-                        eprintln!("alumia admin create-key: --expires-in {raw:?} must look like 30d, 12h or 90m");
+                        eprintln!(
+                            "alumia admin create-key: --expires-in {raw:?} must look like 30d, 12h or 90m"
+                        );
                         return ExitCode::from(2);
                     }
                 },
             };
             match identity
-                .admin_create_key(&email, &org_slug, MintInput { name, scopes, expires_at })
+                .admin_create_key(
+                    &email,
+                    &org_slug,
+                    MintInput {
+                        name,
+                        scopes,
+                        expires_at,
+                    },
+                )
                 .await
             {
                 Ok((key, plaintext)) => {

@@ -115,15 +115,19 @@ impl Config {
         let listen_raw = listen_flag
             .or(file.server.listen.clone())
             .unwrap_or_else(|| "127.0.0.1:7420".into());
-        let listen: SocketAddr = listen_raw
-            .parse()
-            .map_err(|_| ConfigError(format!("--listen {listen_raw:?} is not a socket address like 127.0.0.1:7420")))?;
+        let listen: SocketAddr = listen_raw.parse().map_err(|_| {
+            ConfigError(format!(
+                "--listen {listen_raw:?} is not a socket address like 127.0.0.1:7420"
+            ))
+        })?;
 
         let public_url = env("ALUMIA_PUBLIC_URL")
             .or(file.server.public_url.clone())
             .unwrap_or_else(|| format!("http://{listen}"));
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
-            return Err(ConfigError(format!("ALUMIA_PUBLIC_URL {public_url:?} must start with http:// or https://")));
+            return Err(ConfigError(format!(
+                "ALUMIA_PUBLIC_URL {public_url:?} must start with http:// or https://"
+            )));
         }
 
         let data_dir = common
@@ -141,17 +145,31 @@ impl Config {
             "production" => KeyEnv::Live,
             "development" => KeyEnv::Test,
             other => {
-                return Err(ConfigError(format!("ALUMIA_ENV {other:?} must be production or development")));
+                return Err(ConfigError(format!(
+                    "ALUMIA_ENV {other:?} must be production or development"
+                )));
             }
         };
 
         let defaults = AuthSettings::default();
         let auth = AuthSettings {
-            step_up_window_secs: file.auth.step_up_window_secs.unwrap_or(defaults.step_up_window_secs),
-            session_max_age_secs: file.auth.session_max_age_secs.unwrap_or(defaults.session_max_age_secs),
-            session_idle_secs: file.auth.session_idle_secs.unwrap_or(defaults.session_idle_secs),
+            step_up_window_secs: file
+                .auth
+                .step_up_window_secs
+                .unwrap_or(defaults.step_up_window_secs),
+            session_max_age_secs: file
+                .auth
+                .session_max_age_secs
+                .unwrap_or(defaults.session_max_age_secs),
+            session_idle_secs: file
+                .auth
+                .session_idle_secs
+                .unwrap_or(defaults.session_idle_secs),
         };
-        if auth.step_up_window_secs <= 0 || auth.session_max_age_secs <= 0 || auth.session_idle_secs <= 0 {
+        if auth.step_up_window_secs <= 0
+            || auth.session_max_age_secs <= 0
+            || auth.session_idle_secs <= 0
+        {
             return Err(ConfigError("[auth] durations must be positive".into()));
         }
 
@@ -162,7 +180,9 @@ impl Config {
                 .find(|b| b.config_key() == name)
                 .ok_or_else(|| ConfigError(format!("[limits] has no bucket named {name:?}")))?;
             let quota = match (q.per_minute, q.refill_secs) {
-                (Some(per_minute), None) if per_minute > 0 => Quota::per_minute(q.capacity, per_minute),
+                (Some(per_minute), None) if per_minute > 0 => {
+                    Quota::per_minute(q.capacity, per_minute)
+                }
                 (None, Some(secs)) if secs > 0 => Quota::per_secs(q.capacity, secs),
                 _ => {
                     return Err(ConfigError(format!(
@@ -171,13 +191,19 @@ impl Config {
                 }
             };
             if q.capacity == 0 {
-                return Err(ConfigError(format!("[limits] {name}: capacity must be at least 1")));
+                return Err(ConfigError(format!(
+                    "[limits] {name}: capacity must be at least 1"
+                )));
             }
             limits.set(bucket, quota);
         }
 
         let trusted_raw: Vec<String> = match env("ALUMIA_TRUSTED_PROXIES") {
-            Some(v) => v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            Some(v) => v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
             None => file.server.trusted_proxies.clone(),
         };
         let trusted_proxies = trusted_raw
@@ -199,7 +225,11 @@ impl Config {
         let sqlite_synchronous = match file.sqlite.synchronous.as_deref().unwrap_or("full") {
             "full" => Synchronous::Full,
             "normal" => Synchronous::Normal,
-            other => return Err(ConfigError(format!("[sqlite] synchronous {other:?} must be full or normal"))),
+            other => {
+                return Err(ConfigError(format!(
+                    "[sqlite] synchronous {other:?} must be full or normal"
+                )));
+            }
         };
 
         Ok(Config {
@@ -225,24 +255,30 @@ impl Config {
     pub fn secret_key(&self) -> Result<(SecretKey, String), ConfigError> {
         let previous = match env("ALUMIA_SECRET_KEY_PREVIOUS") {
             Some(v) => Some(
-                SecretKey::parse(&v).map_err(|e| ConfigError(format!("ALUMIA_SECRET_KEY_PREVIOUS: {e}")))?,
+                SecretKey::parse(&v)
+                    .map_err(|e| ConfigError(format!("ALUMIA_SECRET_KEY_PREVIOUS: {e}")))?,
             ),
             None => None,
         };
         if let Some(v) = env("ALUMIA_SECRET_KEY") {
-            let key = SecretKey::parse(&v).map_err(|e| ConfigError(format!("ALUMIA_SECRET_KEY: {e}")))?;
+            let key =
+                SecretKey::parse(&v).map_err(|e| ConfigError(format!("ALUMIA_SECRET_KEY: {e}")))?;
             return Ok((SecretKey::new(key, previous), "ALUMIA_SECRET_KEY".into()));
         }
         let path = self.data_dir.join("secret.key");
         if let Ok(text) = std::fs::read_to_string(&path) {
-            let key = SecretKey::parse(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+            let key = SecretKey::parse(&text)
+                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
             return Ok((SecretKey::new(key, previous), path.display().to_string()));
         }
         let generated = SecretKey::generate();
         write_private(&path, &generated.to_hex())
             .map_err(|e| ConfigError(format!("cannot write {}: {e}", path.display())))?;
         Ok((
-            SecretKey::new(SecretKey::parse(&generated.to_hex()).map_err(|e| ConfigError(e.to_string()))?, previous),
+            SecretKey::new(
+                SecretKey::parse(&generated.to_hex()).map_err(|e| ConfigError(e.to_string()))?,
+                previous,
+            ),
             format!("{} (generated)", path.display()),
         ))
     }

@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use crate::config::CommonArgs;
 
 #[derive(Parser)]
-#[command(name = "alumia", version, about = "Self-hostable multi-tenant AI-agent platform")]
+#[command(
+    name = "alumia",
+    version,
+    about = "Self-hostable multi-tenant AI-agent platform"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,7 +51,10 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("alumia: cannot start the async runtime: {e}");

@@ -54,8 +54,16 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A malformed ALUMIA_SECRET_KEY is a configuration error too (exit 2).
+    let secret = match config.secret_key() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("alumia serve: invalid configuration: {}", e.0);
+            return ExitCode::from(2);
+        }
+    };
     init_tracing(&config);
-    match serve(config, args).await {
+    match serve(config, secret, args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("alumia serve: {e}");
@@ -64,8 +72,11 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
-    let (secret, secret_source) = config.secret_key().map_err(|e| anyhow::anyhow!(e.0))?;
+async fn serve(
+    config: Config,
+    (secret, secret_source): (alumia_core::crypto::SecretKey, String),
+    args: ServeArgs,
+) -> anyhow::Result<()> {
     let store = alumia_store::connect(
         &config.database_url,
         &ConnectOptions {
@@ -123,14 +134,21 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         config.public_url,
         store.kind(),
-        if config.redis_url.is_some() { "on" } else { "off" },
+        if config.redis_url.is_some() {
+            "on"
+        } else {
+            "off"
+        },
         args.role,
     );
     if let Some(token) = &config.setup_token
         && state.identity.setup_required().await.unwrap_or(false)
     {
         // Printed once, so the person who started the server can claim it.
-        eprintln!("alumia: first-run setup token: {token} (open {}/setup)", config.public_url);
+        eprintln!(
+            "alumia: first-run setup token: {token} (open {}/setup)",
+            config.public_url
+        );
     }
 
     let shutdown = CancellationToken::new();
@@ -153,14 +171,15 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    shutdown.cancel();
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        shutdown.cancel();
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}

@@ -1,13 +1,18 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 
-use alumia_core::limits::{Bucket, Decision, Limits, LimiterUnavailable, RateLimiter, ceil_secs};
+use alumia_core::limits::{Bucket, Decision, LimiterUnavailable, Limits, RateLimiter, ceil_secs};
 use async_trait::async_trait;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 
-type Keyed = governor::RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+type Keyed = governor::RateLimiter<
+    String,
+    DefaultKeyedStateStore<String>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
 
 /// One keyed GCRA limiter per bucket, in this process.
 pub struct MemoryLimiter {
@@ -25,7 +30,8 @@ impl MemoryLimiter {
                 let quota = governor::Quota::with_period(q.refill_every)
                     .expect("a non-zero refill period")
                     .allow_burst(NonZeroU32::new(q.capacity.max(1)).expect("non-zero"));
-                let limiter = governor::RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>();
+                let limiter = governor::RateLimiter::keyed(quota)
+                    .with_middleware::<StateInformationMiddleware>();
                 (bucket, limiter)
             })
             .collect();
@@ -53,8 +59,10 @@ impl MemoryLimiter {
                     allowed: true,
                     remaining,
                     retry_after_secs: 0,
-                    reset_secs: ceil_secs(u64::from(quota.capacity - remaining.min(quota.capacity)) * per_token_ms)
-                        .min(u64::from(quota.capacity) * per_token_ms / 1000 + 1),
+                    reset_secs: ceil_secs(
+                        u64::from(quota.capacity - remaining.min(quota.capacity)) * per_token_ms,
+                    )
+                    .min(u64::from(quota.capacity) * per_token_ms / 1000 + 1),
                 }
             }
             Err(not_until) => {
@@ -95,7 +103,9 @@ mod tests {
         let mut limits = Limits::default();
         limits.set(Bucket::KeyMint, Quota::per_secs(5, 60));
         let limiter = MemoryLimiter::new(limits);
-        let admitted: Vec<_> = (0..8).map(|_| limiter.decide(Bucket::KeyMint, "u1|ip")).collect();
+        let admitted: Vec<_> = (0..8)
+            .map(|_| limiter.decide(Bucket::KeyMint, "u1|ip"))
+            .collect();
         assert_eq!(admitted.iter().filter(|d| d.allowed).count(), 5);
         assert_eq!(admitted[0].remaining, 4);
         assert_eq!(admitted[4].remaining, 0);

@@ -25,16 +25,27 @@ pub async fn charge(state: &AppState, bucket: Bucket, key: &str) -> Result<Decis
     if decision.allowed {
         Ok(decision)
     } else {
-        Err(ApiError::rate_limited(bucket.name(), decision.retry_after_secs))
+        Err(ApiError::rate_limited(
+            bucket.name(),
+            decision.retry_after_secs,
+        ))
     }
 }
 
 /// `RateLimit-Policy` and `RateLimit` (IETF draft) for traffic buckets.
-pub fn rate_limit_headers(state: &AppState, bucket: Bucket, decision: &Decision, headers: &mut HeaderMap) {
+pub fn rate_limit_headers(
+    state: &AppState,
+    bucket: Bucket,
+    decision: &Decision,
+    headers: &mut HeaderMap,
+) {
     let quota = state.limiter.limits().get(bucket);
     let name = bucket.name();
     let policy = format!("\"{name}\";q={};w=60", quota.per_minute_rate());
-    let current = format!("\"{name}\";r={};t={}", decision.remaining, decision.reset_secs);
+    let current = format!(
+        "\"{name}\";r={};t={}",
+        decision.remaining, decision.reset_secs
+    );
     if let Ok(v) = HeaderValue::from_str(&policy) {
         headers.insert("ratelimit-policy", v);
     }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use alumia_core::limits::{Bucket, Decision, Limits, LimiterUnavailable, RateLimiter, ceil_secs};
+use alumia_core::limits::{Bucket, Decision, LimiterUnavailable, Limits, RateLimiter, ceil_secs};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -56,7 +56,10 @@ impl RedisLimiter {
 
     pub async fn ping(&self) -> Result<(), redis::RedisError> {
         let mut conn = self.conn.clone();
-        redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ())
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
     }
 
     async fn shared(&self, bucket: Bucket, key: &str) -> Result<Decision, redis::RedisError> {
@@ -73,7 +76,11 @@ impl RedisLimiter {
         Ok(Decision {
             allowed: allowed == 1,
             remaining: remaining.max(0) as u32,
-            retry_after_secs: if allowed == 1 { 0 } else { ceil_secs(retry_ms.max(0) as u64) },
+            retry_after_secs: if allowed == 1 {
+                0
+            } else {
+                ceil_secs(retry_ms.max(0) as u64)
+            },
             reset_secs: ceil_secs(reset_ms.max(0) as u64),
         })
     }

@@ -1,9 +1,9 @@
 //! `/api/v1/api-keys`: list, mint (browser session + step-up), revoke.
 
+use alumia_core::DomainError;
 use alumia_core::clock::to_millis;
 use alumia_core::identity::{ClientInfo, MintInput};
 use alumia_core::limits::Bucket;
-use alumia_core::DomainError;
 use alumia_types::dto::{CreateApiKeyRequest, CreatedApiKeyView};
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -56,7 +56,12 @@ pub async fn create(
             expires_at,
         },
     )?;
-    charge(&state, Bucket::KeyMint, &format!("{}|{}", p.user_id, client_bucket(&client))).await?;
+    charge(
+        &state,
+        Bucket::KeyMint,
+        &format!("{}|{}", p.user_id, client_bucket(&client)),
+    )
+    .await?;
     let (key, plaintext) = state.identity.mint_key(&p, plan, &client).await?;
     let view = views::api_key(&key);
     Ok(views::created(CreatedApiKeyView {

@@ -25,5 +25,8 @@ pub async fn list(
         .await
         .map_err(DomainError::from)?;
     let (rows, next) = finish_page(rows, limit, &filter, |e| (to_millis(e.created_at), e.id));
-    Ok(views::page(rows.iter().map(views::audit_event).collect(), next))
+    Ok(views::page(
+        rows.iter().map(views::audit_event).collect(),
+        next,
+    ))
 }

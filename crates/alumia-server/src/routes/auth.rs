@@ -1,10 +1,10 @@
 //! Browser sign-in: login, logout, the session, step-up and TOTP.
 
+use alumia_core::DomainError;
 use alumia_core::clock::format_ts;
 use alumia_core::identity::{ClientInfo, LoginInput, StepUpFactor};
 use alumia_core::limits::Bucket;
 use alumia_core::principal::PrincipalKind;
-use alumia_core::DomainError;
 use alumia_types::dto::{CodeRequest, LoginRequest, StepUpRequest, SwitchOrgRequest};
 use axum::Extension;
 use axum::extract::State;
@@ -23,7 +23,11 @@ use crate::views::{self, ok};
 
 /// `alumia_session=…; HttpOnly; SameSite=Lax; Path=/` (+ `Secure` over https).
 pub fn set_session_cookie(state: &AppState, response: &mut Response, token: &str) {
-    let secure = if state.settings.is_https() { "; Secure" } else { "" };
+    let secure = if state.settings.is_https() {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
         "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}",
         state.settings.auth.session_max_age_secs
@@ -34,7 +38,11 @@ pub fn set_session_cookie(state: &AppState, response: &mut Response, token: &str
 }
 
 fn clear_session_cookie(state: &AppState, response: &mut Response) {
-    let secure = if state.settings.is_https() { "; Secure" } else { "" };
+    let secure = if state.settings.is_https() {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{secure}");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, v);
@@ -63,7 +71,12 @@ pub async fn login(
 ) -> ApiResult<Response> {
     check_origin(&state, &headers)?;
     charge(&state, Bucket::Login, &ip.bucket_key()).await?;
-    charge(&state, Bucket::LoginAccount, &req.email.trim().to_lowercase()).await?;
+    charge(
+        &state,
+        Bucket::LoginAccount,
+        &req.email.trim().to_lowercase(),
+    )
+    .await?;
     let outcome = state
         .identity
         .login(
@@ -142,7 +155,9 @@ pub async fn switch_org(
     ApiJson(req): ApiJson<SwitchOrgRequest>,
 ) -> ApiResult<Response> {
     let org = state.identity.switch_org(&p, &req.org).await?;
-    Ok(ok(json!({ "currentOrgId": org.id.to_string(), "org": views::org(&org) })))
+    Ok(ok(
+        json!({ "currentOrgId": org.id.to_string(), "org": views::org(&org) }),
+    ))
 }
 
 /// `POST /api/v1/auth/step-up`: `{password}` or `{totpCode}`. Every attempt
@@ -166,7 +181,11 @@ pub async fn step_up(
             .into());
         }
         _ => {
-            return Err(DomainError::invalid("password", "send exactly one of password or totpCode").into());
+            return Err(DomainError::invalid(
+                "password",
+                "send exactly one of password or totpCode",
+            )
+            .into());
         }
     };
     charge(&state, Bucket::StepUp, &session_id.to_string()).await?;

@@ -15,7 +15,10 @@ pub async fn healthz() -> Response {
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let mut checks = serde_json::Map::new();
     let db = state.store.ping().await;
-    checks.insert("database".into(), json!(if db.is_ok() { "ok" } else { "unavailable" }));
+    checks.insert(
+        "database".into(),
+        json!(if db.is_ok() { "ok" } else { "unavailable" }),
+    );
     let limiter = state.limiter.ready().await;
     checks.insert(
         "rateLimiter".into(),
@@ -26,7 +29,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         checks.insert("shutdown".into(), json!("in progress"));
     }
     let ready = db.is_ok() && limiter.is_ok() && !stopping;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let mut response = (
         status,
         axum::Json(json!({ "status": if ready { "ok" } else { "unavailable" }, "checks": checks })),

@@ -33,8 +33,9 @@ pub async fn meta(State(state): State<AppState>) -> ApiResult<Response> {
 /// `GET /api/v1/openapi.json` (not wrapped in the envelope).
 pub async fn openapi() -> Response {
     let mut response = OPENAPI.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }

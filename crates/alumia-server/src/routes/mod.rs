@@ -38,17 +38,25 @@ impl ListQuery {
                 .ok()
                 .filter(|n| (1..=100).contains(n))
                 .ok_or_else(|| {
-                    ApiError::from(alumia_core::DomainError::invalid("limit", "must be an integer from 1 to 100"))
+                    ApiError::from(alumia_core::DomainError::invalid(
+                        "limit",
+                        "must be an integer from 1 to 100",
+                    ))
                 })?,
         };
         let after = match self.cursor.as_deref() {
             None | Some("") => None,
-            Some(c) => Some(
-                cursor::decode(c, filter)
-                    .ok_or_else(|| ApiError::bad_request("invalid_cursor", "the cursor is not valid for this list"))?,
-            ),
+            Some(c) => Some(cursor::decode(c, filter).ok_or_else(|| {
+                ApiError::bad_request("invalid_cursor", "the cursor is not valid for this list")
+            })?),
         };
-        Ok((PageRequest { limit: limit + 1, after }, limit))
+        Ok((
+            PageRequest {
+                limit: limit + 1,
+                after,
+            },
+            limit,
+        ))
     }
 }
 

@@ -21,7 +21,10 @@ pub async fn list(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Res
         .list_user_orgs(p.user_id)
         .await
         .map_err(DomainError::from)?;
-    Ok(views::page(orgs.iter().map(views::org_role).collect(), None))
+    Ok(views::page(
+        orgs.iter().map(views::org_role).collect(),
+        None,
+    ))
 }
 
 /// `GET /api/v1/org`
@@ -37,8 +40,15 @@ pub async fn current(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<
 
 /// `GET /api/v1/org/members`, by email.
 pub async fn members(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Response> {
-    let members = state.store.list_members(&p.org).await.map_err(DomainError::from)?;
-    Ok(views::page(members.iter().map(views::member).collect(), None))
+    let members = state
+        .store
+        .list_members(&p.org)
+        .await
+        .map_err(DomainError::from)?;
+    Ok(views::page(
+        members.iter().map(views::member).collect(),
+        None,
+    ))
 }
 
 /// `DELETE /api/v1/org/members/:userId`: admin (or self), browser session
@@ -55,7 +65,11 @@ pub async fn remove_member(
     if target != p.user_id {
         p.require_role(Role::Admin)?;
     }
-    let members = state.store.list_members(&p.org).await.map_err(DomainError::from)?;
+    let members = state
+        .store
+        .list_members(&p.org)
+        .await
+        .map_err(DomainError::from)?;
     let member = members
         .iter()
         .find(|m| m.user_id == target)
@@ -65,7 +79,9 @@ pub async fn remove_member(
             p.require_role(Role::Owner)?;
         }
         if members.iter().filter(|m| m.role == Role::Owner).count() == 1 {
-            return Err(DomainError::conflict("last_owner", "an org must keep at least one owner").into());
+            return Err(
+                DomainError::conflict("last_owner", "an org must keep at least one owner").into(),
+            );
         }
     }
     state

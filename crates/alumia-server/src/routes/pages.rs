@@ -21,9 +21,18 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 fn page(html: &'static str) -> Response {
     let mut response = (StatusCode::OK, html).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
@@ -39,7 +48,11 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
 
 /// `/`: setup while no user exists, else login.
 pub async fn root(State(state): State<AppState>) -> ApiResult<Response> {
-    let target = if state.identity.setup_required().await? { "/setup" } else { "/login" };
+    let target = if state.identity.setup_required().await? {
+        "/setup"
+    } else {
+        "/login"
+    };
     Ok(Redirect::to(target).into_response())
 }
 

@@ -19,7 +19,10 @@ pub async fn list(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Res
         .list_workspaces(&p.org, p.user_id, p.role)
         .await
         .map_err(DomainError::from)?;
-    Ok(views::page(items.iter().map(views::workspace).collect(), None))
+    Ok(views::page(
+        items.iter().map(views::workspace).collect(),
+        None,
+    ))
 }
 
 /// `GET /api/v1/workspaces/:id`: 404 when not accessible (or another org's).
@@ -57,7 +60,12 @@ pub async fn switch(
         .map_err(DomainError::from)?
         .ok_or_else(invalid)?;
     match (p.session_id(), p.key_id()) {
-        (Some(session), _) => state.store.set_session_context(session, None, Some(id)).await,
+        (Some(session), _) => {
+            state
+                .store
+                .set_session_context(session, None, Some(id))
+                .await
+        }
         (None, Some(key)) => state.store.set_key_workspace(&p.org, key, id).await,
         (None, None) => Ok(()),
     }

@@ -8,15 +8,31 @@ use crate::{app_with_owner, assert_error, read};
 async fn cookie_writes_need_the_csrf_token() {
     let (app, mut browser, _) = app_with_owner().await;
     let token = browser.csrf.take();
-    let (status, body) = read(browser.post("/api/v1/api-keys", json!({"name": "no csrf"})).await).await;
+    let (status, body) = read(
+        browser
+            .post("/api/v1/api-keys", json!({"name": "no csrf"}))
+            .await,
+    )
+    .await;
     assert_error(status, &body, 403, "FORBIDDEN", "csrf_failed");
     browser.csrf = Some("wrong".into());
-    let (status, body) = read(browser.post("/api/v1/api-keys", json!({"name": "bad csrf"})).await).await;
+    let (status, body) = read(
+        browser
+            .post("/api/v1/api-keys", json!({"name": "bad csrf"}))
+            .await,
+    )
+    .await;
     assert_error(status, &body, 403, "FORBIDDEN", "csrf_failed");
     // Reads need no token.
     assert_eq!(browser.get("/api/v1/api-keys").await.status(), 200);
     browser.csrf = token;
-    assert_eq!(browser.post("/api/v1/api-keys", json!({"name": "ok"})).await.status(), 201);
+    assert_eq!(
+        browser
+            .post("/api/v1/api-keys", json!({"name": "ok"}))
+            .await
+            .status(),
+        201
+    );
     drop(app);
 }
 
@@ -52,7 +68,13 @@ async fn a_bearer_header_wins_over_the_cookie() {
     let (status, body) = read(res).await;
     assert_error(status, &body, 403, "FORBIDDEN", "browser_session_required");
     // A bad Bearer header is not rescued by a good cookie.
-    let res = browser.client.get(app.at("/api/v1/me")).bearer_auth("garbage").send().await.unwrap();
+    let res = browser
+        .client
+        .get(app.at("/api/v1/me"))
+        .bearer_auth("garbage")
+        .send()
+        .await
+        .unwrap();
     let (status, body) = read(res).await;
     assert_error(status, &body, 401, "UNAUTHORIZED", "invalid_api_key");
 }

@@ -18,24 +18,59 @@ async fn unknown_routes_get_a_404_envelope_with_request_id_and_nosniff() {
 #[tokio::test]
 async fn a_wrong_method_gets_405_with_allow() {
     let app = TestApp::spawn().await;
-    let res = app.http.put(app.at("/api/v1/api-keys")).send().await.unwrap();
-    let allow = res.headers().get("allow").expect("Allow header").to_str().unwrap().to_string();
+    let res = app
+        .http
+        .put(app.at("/api/v1/api-keys"))
+        .send()
+        .await
+        .unwrap();
+    let allow = res
+        .headers()
+        .get("allow")
+        .expect("Allow header")
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
     let (status, body) = read(res).await;
-    assert_error(status, &body, 405, "METHOD_NOT_ALLOWED", "method_not_allowed");
+    assert_error(
+        status,
+        &body,
+        405,
+        "METHOD_NOT_ALLOWED",
+        "method_not_allowed",
+    );
 }
 
 #[tokio::test]
 async fn valid_request_ids_are_echoed_and_invalid_ones_replaced() {
     let app = TestApp::spawn().await;
-    let res = app.http.get(app.at("/healthz")).header("x-request-id", "abc.DEF_1:2-3").send().await.unwrap();
+    let res = app
+        .http
+        .get(app.at("/healthz"))
+        .header("x-request-id", "abc.DEF_1:2-3")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["x-request-id"], "abc.DEF_1:2-3");
-    let res = app.http.get(app.at("/healthz")).header("x-request-id", "bad id with spaces").send().await.unwrap();
+    let res = app
+        .http
+        .get(app.at("/healthz"))
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
     let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_ne!(id, "bad id with spaces");
     assert!(!id.is_empty() && id.len() <= 128);
     let long = "a".repeat(129);
-    let res = app.http.get(app.at("/healthz")).header("x-request-id", &long).send().await.unwrap();
+    let res = app
+        .http
+        .get(app.at("/healthz"))
+        .header("x-request-id", &long)
+        .send()
+        .await
+        .unwrap();
     assert_ne!(res.headers()["x-request-id"], long.as_str());
 }
 
@@ -73,10 +108,24 @@ async fn wrong_types_and_missing_fields_are_400_with_field_details() {
     let (_app, browser, _) = app_with_owner().await;
     let (status, body) = read(browser.post("/api/v1/api-keys", json!({"name": 42})).await).await;
     assert_error(status, &body, 400, "BAD_REQUEST", "invalid_body");
-    assert!(body["error"]["details"]["fields"]["name"].is_string(), "{body}");
-    let (status, body) = read(browser.post("/api/v1/api-keys", json!({"scopes": []})).await).await;
+    assert!(
+        body["error"]["details"]["fields"]["name"].is_string(),
+        "{body}"
+    );
+    let (status, body) = read(
+        browser
+            .post("/api/v1/api-keys", json!({"scopes": []}))
+            .await,
+    )
+    .await;
     assert_error(status, &body, 400, "BAD_REQUEST", "invalid_body");
-    assert!(body["error"]["details"]["fields"]["name"].as_str().unwrap().contains("missing"), "{body}");
+    assert!(
+        body["error"]["details"]["fields"]["name"]
+            .as_str()
+            .unwrap()
+            .contains("missing"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -117,5 +166,9 @@ async fn bodies_over_128_kb_get_413_and_nothing_is_created() {
     let (status, body) = read(res).await;
     assert_error(status, &body, 411, "LENGTH_REQUIRED", "length_required");
     let (_, list) = read(app.get_with_key("/api/v1/api-keys", &key).await).await;
-    assert_eq!(list["data"]["items"].as_array().unwrap().len(), 1, "only the first key exists: {list}");
+    assert_eq!(
+        list["data"]["items"].as_array().unwrap().len(),
+        1,
+        "only the first key exists: {list}"
+    );
 }

@@ -35,7 +35,12 @@ pub fn assert_error(status: u16, body: &Value, want_status: u16, code: &str, rea
     assert_eq!(body["success"], false, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
     assert_eq!(body["error"]["reason"], reason, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }
 
 /// A fresh app with its first owner signed in (step-up fresh) and one key.
@@ -49,7 +54,12 @@ pub async fn app_with_owner() -> (TestApp, Browser, String) {
 
 /// Adds a user (and, when `role` is None, their own org) the way
 /// `alumia admin` does, then signs them in.
-pub async fn add_user(app: &TestApp, email: &str, org_slug: &str, role: Option<alumia_core::model::Role>) -> Browser {
+pub async fn add_user(
+    app: &TestApp,
+    email: &str,
+    org_slug: &str,
+    role: Option<alumia_core::model::Role>,
+) -> Browser {
     use alumia_core::identity::{AuthSettings, Identity, SignupInput};
     let identity = Identity::new(
         app.store.clone(),

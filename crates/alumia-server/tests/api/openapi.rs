@@ -13,11 +13,26 @@ async fn served_operations(app: &TestApp) -> BTreeSet<(String, String)> {
     for (path, _) in public_routes().into_iter().chain(authed_routes()) {
         let concrete = path
             .split('/')
-            .map(|seg| if seg.starts_with('{') { "01a22264-7973-757d-bed0-cdd57d5fb903" } else { seg })
+            .map(|seg| {
+                if seg.starts_with('{') {
+                    "01a22264-7973-757d-bed0-cdd57d5fb903"
+                } else {
+                    seg
+                }
+            })
             .collect::<Vec<_>>()
             .join("/");
-        let res = app.http.request(probe.clone(), app.at(&concrete)).send().await.unwrap();
-        assert_eq!(res.status(), 405, "{path} should answer 405 to an unknown method");
+        let res = app
+            .http
+            .request(probe.clone(), app.at(&concrete))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            405,
+            "{path} should answer 405 to an unknown method"
+        );
         let allow = res.headers()["allow"].to_str().unwrap().to_string();
         for method in allow.split(',').map(str::trim).filter(|m| *m != "HEAD") {
             ops.insert((method.to_lowercase(), path.to_string()));
@@ -41,9 +56,19 @@ fn documented_operations(doc: &Value) -> BTreeSet<(String, String)> {
 #[tokio::test]
 async fn the_openapi_document_matches_the_router_exactly() {
     let app = TestApp::spawn().await;
-    let res = app.http.get(app.at("/api/v1/openapi.json")).send().await.unwrap();
+    let res = app
+        .http
+        .get(app.at("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
     let doc: Value = res.json().await.unwrap();
     assert_eq!(doc["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
 
@@ -59,6 +84,9 @@ async fn the_openapi_document_matches_the_router_exactly() {
     for (method, path) in &documented {
         let op = &doc["paths"][path][method];
         assert!(op["summary"].is_string(), "{method} {path} has no summary");
-        assert!(op["responses"].is_object(), "{method} {path} has no responses");
+        assert!(
+            op["responses"].is_object(),
+            "{method} {path} has no responses"
+        );
     }
 }

@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use alumia_core::limits::{Bucket, Limits, Quota};
-use alumia_testkit::{RedisPrefix, TcpProxy, TestApp, TestDb, eventually, fresh_pg_database, redis_url};
+use alumia_testkit::{
+    RedisPrefix, TcpProxy, TestApp, TestDb, eventually, fresh_pg_database, redis_url,
+};
 use serde_json::json;
 
 use crate::{assert_error, read};
@@ -11,16 +13,28 @@ use crate::{assert_error, read};
 #[tokio::test]
 async fn setup_mint_use_and_revoke_work_on_postgres() {
     let db = fresh_pg_database().await;
-    let app = TestApp::builder().db(TestDb::Url(db.url.clone())).spawn().await;
+    let app = TestApp::builder()
+        .db(TestDb::Url(db.url.clone()))
+        .spawn()
+        .await;
     let mut browser = app.browser();
     browser.setup("owner@example.com", "acme").await;
     let (key, data) = browser.mint_key("pg", None).await;
     let (status, body) = read(app.get_with_key("/api/v1/models", &key).await).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = read(app.get_with_key("/api/v1/workspaces", &key).await).await;
-    assert_eq!((status, body["data"]["items"][0]["name"].as_str()), (200, Some("General")));
+    assert_eq!(
+        (status, body["data"]["items"][0]["name"].as_str()),
+        (200, Some("General"))
+    );
     let id = data["id"].as_str().unwrap();
-    assert_eq!(browser.delete(&format!("/api/v1/api-keys/{id}")).await.status(), 200);
+    assert_eq!(
+        browser
+            .delete(&format!("/api/v1/api-keys/{id}"))
+            .await
+            .status(),
+        200
+    );
     let (status, body) = read(app.get_with_key("/api/v1/models", &key).await).await;
     assert_error(status, &body, 401, "UNAUTHORIZED", "invalid_api_key");
     let (status, body) = read(app.browser().post("/api/v1/setup", json!({"email": "x@example.com", "password": "correct horse battery", "orgSlug": "other", "orgName": "O"})).await).await;
@@ -52,7 +66,12 @@ async fn two_replicas_on_one_postgres_and_redis_share_one_bucket_and_revocations
     let mut admitted = 0;
     for i in 0..10 {
         let app = if i % 2 == 0 { &a } else { &b };
-        match app.get_with_key("/api/v1/models", &key).await.status().as_u16() {
+        match app
+            .get_with_key("/api/v1/models", &key)
+            .await
+            .status()
+            .as_u16()
+        {
             200 => admitted += 1,
             429 => {}
             other => panic!("unexpected status {other}"),
@@ -63,7 +82,13 @@ async fn two_replicas_on_one_postgres_and_redis_share_one_bucket_and_revocations
     // A revocation on A is refused on B at once (no cross-replica cache to wait for).
     assert_eq!(b.get_with_key("/api/v1/me", &key2).await.status(), 200);
     let id = data2["id"].as_str().unwrap();
-    assert_eq!(browser.delete(&format!("/api/v1/api-keys/{id}")).await.status(), 200);
+    assert_eq!(
+        browser
+            .delete(&format!("/api/v1/api-keys/{id}"))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(b.get_with_key("/api/v1/me", &key2).await.status(), 401);
 
     a.stop().await;
@@ -77,7 +102,10 @@ async fn a_database_outage_gets_503_promptly_and_the_service_recovers_without_re
     let db = fresh_pg_database().await;
     let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let via_proxy = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
-    assert_ne!(via_proxy, db.url, "the test URL must go through 127.0.0.1:5432");
+    assert_ne!(
+        via_proxy, db.url,
+        "the test URL must go through 127.0.0.1:5432"
+    );
     let app = TestApp::builder().db(TestDb::Url(via_proxy)).spawn().await;
     let mut browser = app.browser();
     browser.setup("owner@example.com", "acme").await;
@@ -88,22 +116,51 @@ async fn a_database_outage_gets_503_promptly_and_the_service_recovers_without_re
     let started = Instant::now();
     let res = app.get_with_key("/api/v1/me", &key).await;
     let took = started.elapsed();
-    let retry = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
     let (status, body) = read(res).await;
     assert_error(status, &body, 503, "SERVICE_UNAVAILABLE", "unavailable");
-    assert!(retry.is_some_and(|r| r.parse::<u64>().is_ok()), "503 needs an integer Retry-After");
+    assert!(
+        retry.is_some_and(|r| r.parse::<u64>().is_ok()),
+        "503 needs an integer Retry-After"
+    );
     assert!(body["error"]["details"]["requestId"].is_string(), "{body}");
-    assert!(!body.to_string().contains("5432"), "no internals in the body: {body}");
+    assert!(
+        !body.to_string().contains("5432"),
+        "no internals in the body: {body}"
+    );
     assert!(took < Duration::from_secs(10), "no hang: took {took:?}");
-    assert_eq!(app.http.get(app.at("/readyz")).send().await.unwrap().status(), 503);
+    assert_eq!(
+        app.http
+            .get(app.at("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
 
     proxy.restore();
     eventually(Duration::from_secs(15), || async {
         let s = app.get_with_key("/api/v1/me", &key).await.status();
-        if s == 200 { Ok(()) } else { Err(format!("status {s}")) }
+        if s == 200 {
+            Ok(())
+        } else {
+            Err(format!("status {s}"))
+        }
     })
     .await;
-    assert_eq!(app.http.get(app.at("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.http
+            .get(app.at("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     app.stop().await;
     db.drop_db().await;
 }

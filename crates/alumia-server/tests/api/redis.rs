@@ -21,11 +21,19 @@ async fn concurrent_decisions_admit_exactly_the_capacity() {
         let l = limiter.clone();
         tokio::spawn(async move { l.check(Bucket::KeyMint, "user|ip").await.unwrap() })
     });
-    let decisions: Vec<_> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
+    let decisions: Vec<_> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
     assert_eq!(decisions.iter().filter(|d| d.allowed).count(), 5);
     let denied = decisions.iter().find(|d| !d.allowed).unwrap();
     assert!((1..=60).contains(&denied.retry_after_secs), "{denied:?}");
-    let mut remaining: Vec<u32> = decisions.iter().filter(|d| d.allowed).map(|d| d.remaining).collect();
+    let mut remaining: Vec<u32> = decisions
+        .iter()
+        .filter(|d| d.allowed)
+        .map(|d| d.remaining)
+        .collect();
     remaining.sort();
     assert_eq!(remaining, [0, 1, 2, 3, 4]);
 
@@ -44,8 +52,17 @@ async fn concurrent_decisions_admit_exactly_the_capacity() {
 #[tokio::test]
 async fn when_redis_is_unreachable_auth_buckets_fail_closed_and_traffic_falls_back() {
     // Nothing listens on port 1: every Redis call fails fast.
-    let app = TestApp::builder().redis("redis://127.0.0.1:1", "alumia:t:down:").spawn().await;
-    let identity = Identity::new(app.store.clone(), app.clock.clone(), app.secret.clone(), KeyEnv::Test, AuthSettings::default());
+    let app = TestApp::builder()
+        .redis("redis://127.0.0.1:1", "alumia:t:down:")
+        .spawn()
+        .await;
+    let identity = Identity::new(
+        app.store.clone(),
+        app.clock.clone(),
+        app.secret.clone(),
+        KeyEnv::Test,
+        AuthSettings::default(),
+    );
     identity
         .bootstrap(SignupInput {
             email: "owner@example.com".into(),
@@ -57,16 +74,38 @@ async fn when_redis_is_unreachable_auth_buckets_fail_closed_and_traffic_falls_ba
         .await
         .unwrap();
     let (_, key) = identity
-        .admin_create_key("owner@example.com", "acme", MintInput { name: "ops".into(), scopes: None, expires_at: None })
+        .admin_create_key(
+            "owner@example.com",
+            "acme",
+            MintInput {
+                name: "ops".into(),
+                scopes: None,
+                expires_at: None,
+            },
+        )
         .await
         .unwrap();
 
-    let res = app.browser().login_response("owner@example.com", TEST_PASSWORD, json!({})).await;
+    let res = app
+        .browser()
+        .login_response("owner@example.com", TEST_PASSWORD, json!({}))
+        .await;
     assert!(res.headers().get("retry-after").is_some());
     let (status, body) = read(res).await;
     assert_error(status, &body, 503, "SERVICE_UNAVAILABLE", "unavailable");
 
     let (status, body) = read(app.get_with_key("/api/v1/models", &key).await).await;
-    assert_eq!(status, 200, "traffic falls back to in-process limits: {body}");
-    assert_eq!(app.http.get(app.at("/readyz")).send().await.unwrap().status(), 503);
+    assert_eq!(
+        status, 200,
+        "traffic falls back to in-process limits: {body}"
+    );
+    assert_eq!(
+        app.http
+            .get(app.at("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
 }

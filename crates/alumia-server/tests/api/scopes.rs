@@ -9,7 +9,13 @@ async fn models_need_the_models_read_scope() {
     let (app, browser, key) = app_with_owner().await;
     let (status, body) = read(app.get_with_key("/api/v1/models", &key).await).await;
     assert_eq!(status, 200);
-    assert!(body["data"]["items"].as_array().unwrap().iter().any(|m| m["id"] == "dev/echo"));
+    assert!(
+        body["data"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "dev/echo")
+    );
     assert_eq!(body["data"]["hasMore"], false);
 
     let (mcp_only, _) = browser.mint_key("mcp", Some(vec!["mcp:read"])).await;
@@ -17,7 +23,12 @@ async fn models_need_the_models_read_scope() {
     assert_error(status, &body, 403, "FORBIDDEN", "insufficient_scope");
     assert_eq!(body["error"]["details"]["requiredScope"], "models:read");
     // Other routes follow the role, not scopes.
-    assert_eq!(app.get_with_key("/api/v1/workspaces", &mcp_only).await.status(), 200);
+    assert_eq!(
+        app.get_with_key("/api/v1/workspaces", &mcp_only)
+            .await
+            .status(),
+        200
+    );
     // A browser session holds every scope its role permits.
     assert_eq!(browser.get("/api/v1/models").await.status(), 200);
 }
@@ -27,11 +38,25 @@ async fn x_alumia_org_must_name_the_keys_org() {
     let (app, _, key) = app_with_owner().await;
     let org = app.store.get_org_by_slug("acme").await.unwrap().unwrap();
     for good in ["acme".to_string(), org.id.to_string()] {
-        let res = app.http.get(app.at("/api/v1/me")).bearer_auth(&key).header("x-alumia-org", &good).send().await.unwrap();
+        let res = app
+            .http
+            .get(app.at("/api/v1/me"))
+            .bearer_auth(&key)
+            .header("x-alumia-org", &good)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200, "{good}");
     }
     add_user(&app, "eve@example.com", "evil", None).await;
-    let res = app.http.get(app.at("/api/v1/me")).bearer_auth(&key).header("x-alumia-org", "evil").send().await.unwrap();
+    let res = app
+        .http
+        .get(app.at("/api/v1/me"))
+        .bearer_auth(&key)
+        .header("x-alumia-org", "evil")
+        .send()
+        .await
+        .unwrap();
     let (status, body) = read(res).await;
     assert_error(status, &body, 403, "FORBIDDEN", "org_mismatch");
 }
@@ -42,7 +67,13 @@ async fn a_session_picks_its_org_with_the_header_and_only_among_its_own() {
     let eve = add_user(&app, "eve@example.com", "evil", None).await;
     let (_, me) = read(eve.get("/api/v1/me").await).await;
     assert_eq!(me["data"]["org"]["slug"], "evil");
-    let res = eve.client.get(eve.at("/api/v1/me")).header("x-alumia-org", "acme").send().await.unwrap();
+    let res = eve
+        .client
+        .get(eve.at("/api/v1/me"))
+        .header("x-alumia-org", "acme")
+        .send()
+        .await
+        .unwrap();
     let (status, body) = read(res).await;
     assert_error(status, &body, 403, "FORBIDDEN", "org_mismatch");
 }
@@ -52,9 +83,20 @@ async fn audit_events_are_for_admins_and_record_key_mints() {
     let (app, owner, key) = app_with_owner().await;
     let (status, body) = read(app.get_with_key("/api/v1/audit-events", &key).await).await;
     assert_eq!(status, 200, "{body}");
-    let kinds: Vec<&str> = body["data"]["items"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert!(kinds.contains(&"api_key.created") && kinds.contains(&"org.setup"), "{kinds:?}");
-    assert!(!body.to_string().contains(&key[12..]), "audit data never holds the key");
+    let kinds: Vec<&str> = body["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"api_key.created") && kinds.contains(&"org.setup"),
+        "{kinds:?}"
+    );
+    assert!(
+        !body.to_string().contains(&key[12..]),
+        "audit data never holds the key"
+    );
     let member = add_user(&app, "bob@example.com", "acme", Some(Role::Member)).await;
     let (status, body) = read(member.get("/api/v1/audit-events").await).await;
     assert_error(status, &body, 403, "FORBIDDEN", "insufficient_role");

@@ -9,7 +9,10 @@ use crate::{assert_error, read};
 async fn setup_creates_the_owner_org_and_default_workspace_once() {
     let app = TestApp::spawn().await;
     let (status, body) = read(app.http.get(app.at("/api/v1/setup")).send().await.unwrap()).await;
-    assert_eq!((status, &body["data"]), (200, &json!({"required": true, "tokenRequired": false})));
+    assert_eq!(
+        (status, &body["data"]),
+        (200, &json!({"required": true, "tokenRequired": false}))
+    );
 
     let mut browser = app.browser();
     let res = browser
@@ -20,7 +23,10 @@ async fn setup_creates_the_owner_org_and_default_workspace_once() {
     for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attr), "cookie lacks {attr}: {cookie}");
     }
-    assert!(!cookie.contains("Secure"), "plain http public URL: no Secure flag");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http public URL: no Secure flag"
+    );
     let (status, body) = read(res).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["data"]["user"]["email"], "ada@example.com");
@@ -53,7 +59,10 @@ async fn setup_validates_every_field_and_reports_them_together() {
     let app = TestApp::spawn().await;
     let (status, body) = read(
         app.browser()
-            .post("/api/v1/setup", json!({"email": "nope", "password": "short", "orgSlug": "A!", "orgName": ""}))
+            .post(
+                "/api/v1/setup",
+                json!({"email": "nope", "password": "short", "orgSlug": "A!", "orgName": ""}),
+            )
             .await,
     )
     .await;
@@ -63,12 +72,19 @@ async fn setup_validates_every_field_and_reports_them_together() {
     for f in ["email", "password", "orgSlug", "orgName"] {
         assert!(fields[f].is_string(), "no message for {f}: {body}");
     }
-    assert_eq!(app.store.count_users().await.unwrap(), 0, "nothing is written on a validation failure");
+    assert_eq!(
+        app.store.count_users().await.unwrap(),
+        0,
+        "nothing is written on a validation failure"
+    );
 }
 
 #[tokio::test]
 async fn a_configured_setup_token_must_be_sent() {
-    let app = TestApp::builder().setup_token("first-run-token").spawn().await;
+    let app = TestApp::builder()
+        .setup_token("first-run-token")
+        .spawn()
+        .await;
     let (_, body) = read(app.http.get(app.at("/api/v1/setup")).send().await.unwrap()).await;
     assert_eq!(body["data"]["tokenRequired"], true);
     let base = json!({"email": "ada@example.com", "password": TEST_PASSWORD, "orgSlug": "acme", "orgName": "Acme"});

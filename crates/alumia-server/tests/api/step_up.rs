@@ -10,7 +10,12 @@ use crate::{app_with_owner, assert_error, read};
 async fn a_stale_session_must_step_up_before_minting() {
     let (app, browser, _) = app_with_owner().await;
     app.clock.advance(Duration::seconds(601));
-    let (status, body) = read(browser.post("/api/v1/api-keys", json!({"name": "late"})).await).await;
+    let (status, body) = read(
+        browser
+            .post("/api/v1/api-keys", json!({"name": "late"}))
+            .await,
+    )
+    .await;
     assert_error(status, &body, 403, "FORBIDDEN", "step_up_required");
     assert_eq!(
         body["error"]["details"],
@@ -21,11 +26,20 @@ async fn a_stale_session_must_step_up_before_minting() {
     assert_error(status, &body, 403, "FORBIDDEN", "step_up_failed");
 
     let res = browser.step_up(TEST_PASSWORD).await;
-    assert!(res.headers().get("set-cookie").is_some(), "the session id rotates on step-up");
+    assert!(
+        res.headers().get("set-cookie").is_some(),
+        "the session id rotates on step-up"
+    );
     let (status, body) = read(res).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["data"]["stepUpExpiresAt"].is_string());
-    assert_eq!(browser.post("/api/v1/api-keys", json!({"name": "fresh"})).await.status(), 201);
+    assert_eq!(
+        browser
+            .post("/api/v1/api-keys", json!({"name": "fresh"}))
+            .await
+            .status(),
+        201
+    );
 }
 
 #[tokio::test]
@@ -49,7 +63,13 @@ async fn the_old_cookie_dies_when_step_up_rotates_the_session() {
             .send()
             .await
             .unwrap();
-        let c = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+        let c = res.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
         let (_, body) = read(res).await;
         (c, body["data"]["csrfToken"].as_str().unwrap().to_string())
     };
@@ -63,9 +83,20 @@ async fn the_old_cookie_dies_when_step_up_rotates_the_session() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let new_cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let new_cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     assert_ne!(new_cookie, old_cookie.0);
-    let me = |c: String| app.http.get(app.at("/api/v1/me")).header("cookie", c).send();
+    let me = |c: String| {
+        app.http
+            .get(app.at("/api/v1/me"))
+            .header("cookie", c)
+            .send()
+    };
     let (status, body) = read(me(old_cookie.0.clone()).await.unwrap()).await;
     assert_error(status, &body, 401, "UNAUTHORIZED", "invalid_session");
     assert_eq!(me(new_cookie).await.unwrap().status(), 200);
@@ -100,5 +131,8 @@ async fn keys_are_never_offered_step_up() {
         .unwrap();
     let (status, body) = read(res).await;
     assert_error(status, &body, 403, "FORBIDDEN", "browser_session_required");
-    assert!(body["error"]["details"].is_null(), "no stepUpUrl for keys: {body}");
+    assert!(
+        body["error"]["details"].is_null(),
+        "no stepUpUrl for keys: {body}"
+    );
 }
