@@ -253,9 +253,24 @@ impl Identity {
     /// existing password or role.
     pub async fn bootstrap(&self, input: SignupInput) -> DomainResult<BootstrapOutcome> {
         let email = Self::validate_signup(&input)?;
+        let existing_user = self.store.find_user_by_email(&email).await?.map(|c| c.user.id);
+        let existing_org = self.store.get_org_by_slug(&input.org_slug).await?;
+        // Decide before writing anything: a refused bootstrap leaves no user behind.
+        if let Some(org) = &existing_org {
+            let owner = match existing_user {
+                Some(user) => self.store.get_role(&OrgScope::new(org.id), user).await? == Some(Role::Owner),
+                None => false,
+            };
+            if !owner {
+                return Err(DomainError::conflict(
+                    "org_owned_elsewhere",
+                    "that org exists and this user is not its owner",
+                ));
+            }
+        }
         let mut created = false;
-        let user_id = match self.store.find_user_by_email(&email).await? {
-            Some(existing) => existing.user.id,
+        let user_id = match existing_user {
+            Some(id) => id,
             None => {
                 let hash = password::hash(input.password.clone()).await;
                 let user = self.new_user(email, input.name.clone(), hash);
@@ -264,20 +279,8 @@ impl Identity {
                 user.id
             }
         };
-        let org_id = match self.store.get_org_by_slug(&input.org_slug).await? {
-            Some(org) => {
-                let scope = OrgScope::new(org.id);
-                match self.store.get_role(&scope, user_id).await? {
-                    Some(Role::Owner) => {}
-                    _ => {
-                        return Err(DomainError::conflict(
-                            "org_owned_elsewhere",
-                            "that org exists and this user is not its owner",
-                        ));
-                    }
-                }
-                org.id
-            }
+        let org_id = match existing_org {
+            Some(org) => org.id,
             None => {
                 let org = self.new_org(&input.org_slug, &input.org_name);
                 self.store
@@ -362,6 +365,50 @@ impl Identity {
         let plan = self.plan_mint(role, input)?;
         self.insert_key(&scope, user.user.id, plan, KeyOrigin::AdminCli)
             .await
+    }
+
+    /// `POST /api/v1/orgs`: a new org owned by the signed-in user.
+    pub async fn create_org(
+        &self,
+        p: &Principal,
+        slug: &str,
+        name: &str,
+        client: &ClientInfo,
+    ) -> DomainResult<Org> {
+        p.require_browser_session()?;
+        let mut fields = std::collections::BTreeMap::new();
+        for result in [
+            validate::org_slug("slug", slug),
+            validate::text("name", name, 1, 120),
+        ] {
+            if let Err(DomainError::Validation { fields: f, .. }) = result {
+                fields.extend(f);
+            }
+        }
+        if !fields.is_empty() {
+            return Err(DomainError::Validation {
+                reason: None,
+                fields,
+            });
+        }
+        let org = self.new_org(slug, name);
+        self.store
+            .create_org(&org, p.user_id)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => slug_taken(),
+                other => other.into(),
+            })?;
+        self.audit(
+            &OrgScope::new(org.id),
+            "org.created",
+            actor(p),
+            &client.ip,
+            ("org", org.id.to_string()),
+            json!({ "slug": org.slug }),
+        )
+        .await;
+        self.store.get_org(org.id).await?.ok_or(DomainError::NotFound)
     }
 
     // --- browser sessions -------------------------------------------------------

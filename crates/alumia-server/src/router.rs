@@ -39,7 +39,7 @@ pub fn authed_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/auth/totp/confirm", post(auth::totp_confirm)),
         ("/api/v1/auth/totp", delete(auth::totp_disable)),
         ("/api/v1/me", get(me::get)),
-        ("/api/v1/orgs", get(orgs::list)),
+        ("/api/v1/orgs", get(orgs::list).post(orgs::create)),
         ("/api/v1/org", get(orgs::current)),
         ("/api/v1/org/members", get(orgs::members)),
         ("/api/v1/org/members/{userId}", delete(orgs::remove_member)),

@@ -183,3 +183,9 @@ pub struct AuditEventView {
     pub data: Value,
     pub created_at: String,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateOrgRequest {
+    pub slug: String,
+    pub name: String,
+}

@@ -75,6 +75,8 @@ struct FileSqlite {
 pub struct Config {
     pub listen: SocketAddr,
     pub public_url: String,
+    /// True when neither env nor file set it (serve warns on a public listen).
+    pub public_url_defaulted: bool,
     pub database_url: DbUrl,
     pub redis_url: Option<String>,
     pub redis_prefix: String,
@@ -121,9 +123,18 @@ impl Config {
             ))
         })?;
 
+        // Listening on 0.0.0.0/[::] says nothing about the URL browsers use;
+        // default to loopback and let `serve` warn that it should be set.
         let public_url = env("ALUMIA_PUBLIC_URL")
             .or(file.server.public_url.clone())
-            .unwrap_or_else(|| format!("http://{listen}"));
+            .unwrap_or_else(|| {
+                if listen.ip().is_unspecified() {
+                    format!("http://127.0.0.1:{}", listen.port())
+                } else {
+                    format!("http://{listen}")
+                }
+            });
+        let public_url_defaulted = env("ALUMIA_PUBLIC_URL").is_none() && file.server.public_url.is_none();
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             return Err(ConfigError(format!(
                 "ALUMIA_PUBLIC_URL {public_url:?} must start with http:// or https://"
@@ -235,6 +246,7 @@ impl Config {
         Ok(Config {
             listen,
             public_url,
+            public_url_defaulted,
             database_url,
             redis_url: redis_flag.or(file.redis_url.clone()),
             redis_prefix: env("ALUMIA_REDIS_PREFIX").unwrap_or_else(|| "alumia:".into()),
@@ -266,19 +278,20 @@ impl Config {
             return Ok((SecretKey::new(key, previous), "ALUMIA_SECRET_KEY".into()));
         }
         let path = self.data_dir.join("secret.key");
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let key = SecretKey::parse(&text)
-                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-            return Ok((SecretKey::new(key, previous), path.display().to_string()));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let key = SecretKey::parse(&text)
+                    .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+                return Ok((SecretKey::new(key, previous), path.display().to_string()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ConfigError(format!("cannot read {}: {e}", path.display()))),
         }
-        let generated = SecretKey::generate();
-        write_private(&path, &generated.to_hex())
+        let key = alumia_core::crypto::random_bytes::<32>();
+        write_private(&path, &hex::encode(key))
             .map_err(|e| ConfigError(format!("cannot write {}: {e}", path.display())))?;
         Ok((
-            SecretKey::new(
-                SecretKey::parse(&generated.to_hex()).map_err(|e| ConfigError(e.to_string()))?,
-                previous,
-            ),
+            SecretKey::new(key, previous),
             format!("{} (generated)", path.display()),
         ))
     }

@@ -141,6 +141,13 @@ async fn serve(
         },
         args.role,
     );
+    if config.public_url_defaulted && !config.listen.ip().is_loopback() {
+        tracing::warn!(
+            public_url = %config.public_url,
+            "ALUMIA_PUBLIC_URL is not set while listening beyond loopback: browsers on other \
+             hosts will fail the Origin check; set it to the URL they use"
+        );
+    }
     if let Some(token) = &config.setup_token
         && state.identity.setup_required().await.unwrap_or(false)
     {

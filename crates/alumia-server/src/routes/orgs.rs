@@ -3,13 +3,14 @@
 use alumia_core::DomainError;
 use alumia_core::identity::ClientInfo;
 use alumia_core::model::Role;
+use alumia_types::dto::CreateOrgRequest;
 use axum::Extension;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use serde_json::json;
 
 use crate::error::ApiResult;
-use crate::extract::{Auth, parse_id};
+use crate::extract::{ApiJson, Auth, parse_id};
 use crate::state::AppState;
 use crate::views::{self, ok};
 
@@ -25,6 +26,20 @@ pub async fn list(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Res
         orgs.iter().map(views::org_role).collect(),
         None,
     ))
+}
+
+/// `POST /api/v1/orgs`: browser sessions; the caller becomes the owner.
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Extension(client): Extension<ClientInfo>,
+    ApiJson(req): ApiJson<CreateOrgRequest>,
+) -> ApiResult<Response> {
+    let org = state
+        .identity
+        .create_org(&p, &req.slug, &req.name, &client)
+        .await?;
+    Ok(views::created(views::org(&org)))
 }
 
 /// `GET /api/v1/org`

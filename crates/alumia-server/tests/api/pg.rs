@@ -164,3 +164,26 @@ async fn a_database_outage_gets_503_promptly_and_the_service_recovers_without_re
     app.stop().await;
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn malformed_keys_are_refused_without_touching_the_database() {
+    // With the database cut off, a lookup would be a 503; a malformed key is
+    // a 401 because it is refused before any lookup.
+    let db = fresh_pg_database().await;
+    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let app = TestApp::builder()
+        .db(TestDb::Url(db.url.replace("127.0.0.1:5432", &proxy.addr.to_string())))
+        .spawn()
+        .await;
+    proxy.cut();
+    for malformed in ["garbage", "alm_live_0123456789abcdef0123456789abcdef0123456789abcdef", "alm_test_XYZ"] {
+        let (status, body) = read(app.get_with_key("/api/v1/models", malformed).await).await;
+        assert_error(status, &body, 401, "UNAUTHORIZED", "invalid_api_key");
+    }
+    let well_formed = format!("alm_test_{}", "ab".repeat(24));
+    let (status, _) = read(app.get_with_key("/api/v1/models", &well_formed).await).await;
+    assert_eq!(status, 503, "a well-formed key does need the database");
+    proxy.restore();
+    app.stop().await;
+    db.drop_db().await;
+}
