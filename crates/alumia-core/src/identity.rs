@@ -112,12 +112,40 @@ pub enum StepUpFactor {
     Totp(String),
 }
 
+/// What the key cache must forget, on this replica and (through the bus) on the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum KeyInvalidation {
+    /// A key was revoked or rebound to another workspace.
+    Key { id: Uuid },
+    /// A member was removed: all their keys in that org.
+    Member { org: Uuid, user: Uuid },
+}
+
+/// Carries key-cache invalidations to other replicas (Redis pub/sub).
+#[async_trait::async_trait]
+pub trait KeyInvalidationBus: Send + Sync + 'static {
+    async fn publish(&self, invalidation: KeyInvalidation);
+}
+
+/// A cached key lookup. `touched_ms` keeps `lastUsedAt` writes to one a minute.
+struct CachedGrant {
+    grant: KeyGrant,
+    touched_ms: std::sync::atomic::AtomicI64,
+}
+
+/// How long a key lookup is reused. Revocation is immediate on the replica
+/// that handles it and, with Redis, on the others; this TTL bounds the rest.
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct Identity {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     secret: SecretKey,
     key_env: KeyEnv,
     settings: AuthSettings,
+    key_cache: moka::sync::Cache<String, Arc<CachedGrant>>,
+    bus: std::sync::OnceLock<Arc<dyn KeyInvalidationBus>>,
 }
 
 impl Identity {
@@ -134,6 +162,43 @@ impl Identity {
             secret,
             key_env,
             settings,
+            key_cache: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(KEY_CACHE_TTL)
+                .support_invalidation_closures()
+                .build(),
+            bus: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Connects the key cache to the other replicas (set once, at start-up).
+    pub fn set_invalidation_bus(&self, bus: Arc<dyn KeyInvalidationBus>) {
+        let _ = self.bus.set(bus);
+    }
+
+    /// Forgets cached keys on this replica only (the bus subscriber calls this).
+    pub fn apply_invalidation(&self, invalidation: KeyInvalidation) {
+        let result = match invalidation {
+            KeyInvalidation::Key { id } => self
+                .key_cache
+                .invalidate_entries_if(move |_, cached| cached.grant.key.id == id),
+            KeyInvalidation::Member { org, user } => {
+                self.key_cache.invalidate_entries_if(move |_, cached| {
+                    cached.grant.key.org_id == org && cached.grant.key.user_id == user
+                })
+            }
+        };
+        if result.is_err() {
+            // Only if closures were not enabled; then drop everything.
+            self.key_cache.invalidate_all();
+        }
+    }
+
+    /// Forgets here at once, then tells the other replicas.
+    pub async fn invalidate_keys(&self, invalidation: KeyInvalidation) {
+        self.apply_invalidation(invalidation);
+        if let Some(bus) = self.bus.get() {
+            bus.publish(invalidation).await;
         }
     }
 
@@ -253,12 +318,18 @@ impl Identity {
     /// existing password or role.
     pub async fn bootstrap(&self, input: SignupInput) -> DomainResult<BootstrapOutcome> {
         let email = Self::validate_signup(&input)?;
-        let existing_user = self.store.find_user_by_email(&email).await?.map(|c| c.user.id);
+        let existing_user = self
+            .store
+            .find_user_by_email(&email)
+            .await?
+            .map(|c| c.user.id);
         let existing_org = self.store.get_org_by_slug(&input.org_slug).await?;
         // Decide before writing anything: a refused bootstrap leaves no user behind.
         if let Some(org) = &existing_org {
             let owner = match existing_user {
-                Some(user) => self.store.get_role(&OrgScope::new(org.id), user).await? == Some(Role::Owner),
+                Some(user) => {
+                    self.store.get_role(&OrgScope::new(org.id), user).await? == Some(Role::Owner)
+                }
                 None => false,
             };
             if !owner {
@@ -408,7 +479,10 @@ impl Identity {
             json!({ "slug": org.slug }),
         )
         .await;
-        self.store.get_org(org.id).await?.ok_or(DomainError::NotFound)
+        self.store
+            .get_org(org.id)
+            .await?
+            .ok_or(DomainError::NotFound)
     }
 
     // --- browser sessions -------------------------------------------------------
@@ -774,11 +848,28 @@ impl Identity {
     ) -> DomainResult<Principal> {
         let invalid = || DomainError::unauthorized("invalid_api_key", "the API key is not valid");
         let digest = keys::parse(token, self.key_env).ok_or_else(invalid)?;
-        let grant = self
-            .store
-            .find_key_grant_by_hash(&digest)
-            .await?
-            .ok_or_else(invalid)?;
+        let cached = match self.key_cache.get(&digest) {
+            Some(hit) => hit,
+            None => {
+                // Unknown keys are not cached: guesses cannot fill the cache.
+                let grant = self
+                    .store
+                    .find_key_grant_by_hash(&digest)
+                    .await?
+                    .ok_or_else(invalid)?;
+                let touched = grant
+                    .key
+                    .last_used_at
+                    .map_or(i64::MIN, crate::clock::to_millis);
+                let entry = Arc::new(CachedGrant {
+                    grant,
+                    touched_ms: std::sync::atomic::AtomicI64::new(touched),
+                });
+                self.key_cache.insert(digest.clone(), entry.clone());
+                entry
+            }
+        };
+        let grant = &cached.grant;
         if !keys::digests_equal(&grant.key_hash, &digest) || grant.key.revoked_at.is_some() {
             return Err(invalid());
         }
@@ -796,11 +887,19 @@ impl Identity {
         {
             return Err(org_mismatch());
         }
-        // lastUsedAt: at most once a minute, off the request path.
-        if grant
-            .key
-            .last_used_at
-            .is_none_or(|at| now - at >= Duration::seconds(60))
+        // lastUsedAt: at most once a minute per key, off the request path.
+        let now_ms = crate::clock::to_millis(now);
+        let seen = cached.touched_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if now_ms.saturating_sub(seen) >= 60_000
+            && cached
+                .touched_ms
+                .compare_exchange(
+                    seen,
+                    now_ms,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
         {
             let store = self.store.clone();
             let id = grant.key.id;
@@ -815,9 +914,9 @@ impl Identity {
             },
             user_id: grant.key.user_id,
             org: OrgScope::new(grant.key.org_id),
-            org_slug: grant.org_slug,
+            org_slug: grant.org_slug.clone(),
             role,
-            scopes: grant.key.scopes,
+            scopes: grant.key.scopes.clone(),
             active_workspace_id: grant.key.active_workspace_id,
         })
     }
@@ -930,6 +1029,8 @@ impl Identity {
                 }
                 other => other.into(),
             })?;
+        self.invalidate_keys(KeyInvalidation::Key { id: key.id })
+            .await;
         self.audit(
             &p.org,
             "api_key.revoked",

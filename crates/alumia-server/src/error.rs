@@ -161,7 +161,9 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Some(cause) = self.cause {
-            response.extensions_mut().insert(InternalCause(cause.into()));
+            response
+                .extensions_mut()
+                .insert(InternalCause(cause.into()));
         }
         response
     }

@@ -7,16 +7,26 @@ use tokio_util::sync::CancellationToken;
 
 use crate::settings::ServerSettings;
 
-/// Everything a handler can reach. Cheap to clone.
+/// Everything a handler can reach. One `Arc`, because axum clones the state
+/// several times per request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppInner>);
+
+pub struct AppInner {
     pub store: Arc<dyn Store>,
     pub identity: Arc<Identity>,
     pub limiter: Arc<dyn RateLimiter>,
     pub clock: Arc<dyn Clock>,
-    pub settings: Arc<ServerSettings>,
+    pub settings: ServerSettings,
     /// Cancelled when shutdown begins; `/readyz` answers 503 from then on.
     pub shutting_down: CancellationToken,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
 }
 
 impl AppState {
@@ -27,13 +37,13 @@ impl AppState {
         clock: Arc<dyn Clock>,
         settings: ServerSettings,
     ) -> Self {
-        AppState {
+        AppState(Arc::new(AppInner {
             store,
             identity,
             limiter,
             clock,
-            settings: Arc::new(settings),
+            settings,
             shutting_down: CancellationToken::new(),
-        }
+        }))
     }
 }

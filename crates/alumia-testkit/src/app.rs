@@ -6,6 +6,7 @@ use alumia_core::identity::{AuthSettings, Identity};
 use alumia_core::keys::KeyEnv;
 use alumia_core::limits::{Limits, RateLimiter};
 use alumia_core::{Clock, ManualClock, Store};
+use alumia_server::fanout::{RedisKeyBus, spawn_key_invalidation_listener};
 use alumia_server::limiter::{MemoryLimiter, RedisLimiter};
 use alumia_server::{AppState, ServerSettings};
 use alumia_store::{ConnectOptions, DbUrl};
@@ -130,6 +131,18 @@ impl TestAppBuilder {
             self.auth.clone(),
         ));
 
+        let shutdown = CancellationToken::new();
+        if let Some((url, prefix)) = &self.redis {
+            identity
+                .set_invalidation_bus(Arc::new(RedisKeyBus::new(url, prefix).expect("Redis URL")));
+            spawn_key_invalidation_listener(
+                url.clone(),
+                prefix.clone(),
+                identity.clone(),
+                shutdown.clone(),
+            );
+        }
+
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -144,7 +157,6 @@ impl TestAppBuilder {
             .map(|c| c.parse().expect("CIDR"))
             .collect();
         let state = AppState::new(store.clone(), identity, limiter, clock.clone(), settings);
-        let shutdown = CancellationToken::new();
         let handle = tokio::spawn(alumia_server::serve(listener, state, shutdown.clone()));
         TestApp {
             addr,

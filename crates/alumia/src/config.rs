@@ -134,7 +134,8 @@ impl Config {
                     format!("http://{listen}")
                 }
             });
-        let public_url_defaulted = env("ALUMIA_PUBLIC_URL").is_none() && file.server.public_url.is_none();
+        let public_url_defaulted =
+            env("ALUMIA_PUBLIC_URL").is_none() && file.server.public_url.is_none();
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             return Err(ConfigError(format!(
                 "ALUMIA_PUBLIC_URL {public_url:?} must start with http:// or https://"

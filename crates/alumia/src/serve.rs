@@ -8,6 +8,7 @@ use std::time::Duration;
 use alumia_core::identity::Identity;
 use alumia_core::limits::RateLimiter;
 use alumia_core::{Clock, SystemClock};
+use alumia_server::fanout::{RedisKeyBus, spawn_key_invalidation_listener};
 use alumia_server::limiter::{MemoryLimiter, RedisLimiter};
 use alumia_server::{AppState, ServerSettings};
 use alumia_store::ConnectOptions;
@@ -123,6 +124,18 @@ async fn serve(
     settings.auth = config.auth.clone();
     settings.trusted_proxies = config.trusted_proxies.clone();
     settings.setup_token = config.setup_token.clone();
+    let shutdown = CancellationToken::new();
+    if let Some(url) = &config.redis_url {
+        let bus = RedisKeyBus::new(url, &config.redis_prefix)
+            .map_err(|e| anyhow::anyhow!("bad Redis URL: {e}"))?;
+        identity.set_invalidation_bus(Arc::new(bus));
+        spawn_key_invalidation_listener(
+            url.clone(),
+            config.redis_prefix.clone(),
+            identity.clone(),
+            shutdown.clone(),
+        );
+    }
     let state = AppState::new(store.clone(), identity, limiter, clock, settings);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -158,7 +171,6 @@ async fn serve(
         );
     }
 
-    let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
 
     let server = tokio::spawn(alumia_server::serve(listener, state, shutdown.clone()));

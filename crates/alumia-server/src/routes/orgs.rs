@@ -1,7 +1,7 @@
 //! The caller's orgs, the current org, and its members.
 
 use alumia_core::DomainError;
-use alumia_core::identity::ClientInfo;
+use alumia_core::identity::{ClientInfo, KeyInvalidation};
 use alumia_core::model::Role;
 use alumia_types::dto::CreateOrgRequest;
 use axum::Extension;
@@ -104,6 +104,13 @@ pub async fn remove_member(
         .remove_member(&p.org, target)
         .await
         .map_err(DomainError::from)?;
+    state
+        .identity
+        .invalidate_keys(KeyInvalidation::Member {
+            org: p.org.org_id(),
+            user: target,
+        })
+        .await;
     let event = alumia_core::model::AuditEvent {
         id: alumia_core::new_id(),
         kind: "member.removed".into(),

@@ -70,5 +70,12 @@ pub async fn switch(
         (None, None) => Ok(()),
     }
     .map_err(DomainError::from)?;
+    if let Some(key) = p.key_id() {
+        // The cached grant holds the key's active workspace.
+        state
+            .identity
+            .invalidate_keys(alumia_core::identity::KeyInvalidation::Key { id: key })
+            .await;
+    }
     Ok(ok(json!({ "activeWorkspaceId": id.to_string() })))
 }

@@ -109,23 +109,70 @@ async fn a_user_can_create_another_org_but_not_take_a_slug() {
     let (status, body) = read(owner.post("/api/v1/orgs", serde_json::json!({"slug": "acme-labs", "name": "Labs", "id": "00000000-0000-0000-0000-000000000000"})).await).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["data"]["slug"], "acme-labs");
-    assert_ne!(body["data"]["id"], "00000000-0000-0000-0000-000000000000", "server-owned fields are ignored");
-    let (status, body) = read(owner.post("/api/v1/orgs", serde_json::json!({"slug": "acme-labs", "name": "Again"})).await).await;
+    assert_ne!(
+        body["data"]["id"], "00000000-0000-0000-0000-000000000000",
+        "server-owned fields are ignored"
+    );
+    let (status, body) = read(
+        owner
+            .post(
+                "/api/v1/orgs",
+                serde_json::json!({"slug": "acme-labs", "name": "Again"}),
+            )
+            .await,
+    )
+    .await;
     assert_error(status, &body, 409, "CONFLICT", "slug_taken");
-    let (status, body) = read(owner.post("/api/v1/orgs", serde_json::json!({"slug": "No Slug", "name": ""})).await).await;
+    let (status, body) = read(
+        owner
+            .post(
+                "/api/v1/orgs",
+                serde_json::json!({"slug": "No Slug", "name": ""}),
+            )
+            .await,
+    )
+    .await;
     assert_eq!(status, 422, "{body}");
-    assert!(body["error"]["details"]["fields"]["slug"].is_string() && body["error"]["details"]["fields"]["name"].is_string());
+    assert!(
+        body["error"]["details"]["fields"]["slug"].is_string()
+            && body["error"]["details"]["fields"]["name"].is_string()
+    );
     let (_, orgs) = read(owner.get("/api/v1/orgs").await).await;
-    let slugs: Vec<&str> = orgs["data"]["items"].as_array().unwrap().iter().map(|o| o["slug"].as_str().unwrap()).collect();
+    let slugs: Vec<&str> = orgs["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["slug"].as_str().unwrap())
+        .collect();
     assert_eq!(slugs, ["acme", "acme-labs"]);
     // The new org has its own default workspace; a key stays in its own org.
-    let res = app.http.get(app.at("/api/v1/me")).bearer_auth(&key).header("x-alumia-org", "acme-labs").send().await.unwrap();
+    let res = app
+        .http
+        .get(app.at("/api/v1/me"))
+        .bearer_auth(&key)
+        .header("x-alumia-org", "acme-labs")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
-    let res = owner.client.get(owner.at("/api/v1/workspaces")).header("x-alumia-org", "acme-labs").send().await.unwrap();
+    let res = owner
+        .client
+        .get(owner.at("/api/v1/workspaces"))
+        .header("x-alumia-org", "acme-labs")
+        .send()
+        .await
+        .unwrap();
     let (_, ws) = read(res).await;
     assert_eq!(ws["data"]["items"][0]["name"], "General");
     // Keys cannot create orgs.
-    let res = app.http.post(app.at("/api/v1/orgs")).bearer_auth(&key).json(&serde_json::json!({"slug": "k-org", "name": "K"})).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.at("/api/v1/orgs"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"slug": "k-org", "name": "K"}))
+        .send()
+        .await
+        .unwrap();
     let (status, body) = read(res).await;
     assert_error(status, &body, 403, "FORBIDDEN", "browser_session_required");
 }
