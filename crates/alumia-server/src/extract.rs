@@ -164,8 +164,8 @@ pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found())
 }
 
-/// The principal the auth middleware attached.
-pub struct Auth(pub Principal);
+/// The principal the auth middleware attached (shared, not copied).
+pub struct Auth(pub std::sync::Arc<Principal>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Auth {
     type Rejection = ApiError;
@@ -173,7 +173,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         parts
             .extensions
-            .get::<Principal>()
+            .get::<std::sync::Arc<Principal>>()
             .cloned()
             .map(Auth)
             .ok_or_else(|| ApiError::internal("route is missing the authentication layer"))

@@ -30,10 +30,15 @@ fn valid_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// Request id in and out, `nosniff` and `no-store`, generic 5xx bodies with
-/// the cause only in the log, and one log line per request. Never logs
+/// Request id in and out, `nosniff`, `no-store` and HSTS (over https),
+/// generic 5xx bodies with the cause only in the log, and one log line per
+/// request. Never logs
 /// headers, so credentials cannot reach the log.
-pub async fn request_context(mut req: Request, next: Next) -> Response {
+pub async fn request_context(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let request_id = req
         .headers()
@@ -72,6 +77,12 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert("x-request-id", v);
     }
+    if state.settings.is_https() {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
     headers.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
@@ -103,22 +114,6 @@ struct LogPrincipal {
     org: String,
     kind: &'static str,
     key_prefix: Option<String>,
-}
-
-/// HSTS when served over https (behind TLS).
-pub async fn transport_security(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let mut response = next.run(req).await;
-    if state.settings.is_https() {
-        response.headers_mut().insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        );
-    }
-    response
 }
 
 pub fn cookie_value<'a>(req_headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
@@ -197,7 +192,7 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
             .unwrap_or_default()
             .to_string(),
     });
-    parts.extensions.insert(principal);
+    parts.extensions.insert(std::sync::Arc::new(principal));
     let mut response = next.run(Request::from_parts(parts, body)).await;
     rate_limit_headers(&state, bucket, &decision, response.headers_mut());
     response.extensions_mut().insert(log);

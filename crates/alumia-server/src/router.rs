@@ -6,13 +6,13 @@ use std::any::Any;
 use alumia_types::ErrorCode;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
-use crate::middleware::{authenticate, request_context, transport_security};
+use crate::middleware::{authenticate, request_context};
 use crate::routes::*;
 use crate::state::AppState;
 
@@ -88,9 +88,8 @@ pub fn router(state: AppState) -> Router {
         // Extractors read at most this much; ApiJson also refuses a larger
         // declared Content-Length unread.
         .layer(DefaultBodyLimit::max(state.settings.json_body_limit))
-        .layer(from_fn_with_state(state.clone(), transport_security))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(from_fn(request_context))
+        .layer(from_fn_with_state(state.clone(), request_context))
         .with_state(state)
 }
 
