@@ -116,3 +116,31 @@ async fn setup_from_a_foreign_origin_is_refused() {
     assert_error(status, &body, 403, "FORBIDDEN", "csrf_failed");
     assert_eq!(app.store.count_users().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn behind_https_the_cookie_is_secure_and_hsts_is_sent() {
+    let app = TestApp::builder().public_url("https://alumia.example.com").spawn().await;
+    let res = app
+        .http
+        .post(app.at("/api/v1/setup"))
+        .header("origin", "https://alumia.example.com")
+        .json(&json!({"email": "ada@example.com", "password": TEST_PASSWORD, "orgSlug": "acme", "orgName": "Acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(res.headers()["set-cookie"].to_str().unwrap().contains("; Secure"));
+    assert!(res.headers()["strict-transport-security"].to_str().unwrap().starts_with("max-age="));
+    let res = app.http.get(app.at("/healthz")).send().await.unwrap();
+    assert!(res.headers().contains_key("strict-transport-security"));
+    // The page origin is the public URL; the socket's own address is foreign.
+    let res = app
+        .http
+        .post(app.at("/api/v1/auth/login"))
+        .header("origin", app.url.clone())
+        .json(&json!({"email": "ada@example.com", "password": TEST_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+}

@@ -1,0 +1,387 @@
+// Real-browser end-to-end check of the Alumia dashboard pages.
+//
+//   node check.mjs <main base url> <step-up base url>
+//
+// Both servers must be fresh (no user yet). The main one runs with default
+// settings; the step-up one with `[auth] step_up_window_secs = 1`, so that a
+// short wait lets the step-up prompt be exercised. `./run` starts both.
+//
+// Drives Debian's chromium through playwright-core like a user, and exits
+// non-zero with a message (and a screenshot path) on the first failed check.
+
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [mainBase, stepUpBase] = process.argv.slice(2).map((u) => u?.replace(/\/+$/, ''));
+if (!mainBase || !stepUpBase) {
+  console.error('usage: node check.mjs <main base url> <step-up base url>');
+  process.exit(2);
+}
+
+const EMAIL = 'ada@example.com';
+const PASSWORD = 'correct horse battery staple';
+const ORG_SLUG = 'acme';
+const ORG_NAME = 'Acme Inc.';
+const KEY_RE = /^alm_test_[0-9a-f]{48}$/;
+const TIMEOUT_MS = 15_000;
+
+class CheckFailed extends Error {}
+const fail = (message) => { throw new CheckFailed(message); };
+const check = (cond, message) => { if (!cond) fail(message); };
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const pathOf = (url) => { const u = new URL(url); return u.pathname + u.search; };
+
+// ---------- what the pages did besides what we asked ----------
+
+const problems = [];      // fail the run at the end (or at the next checkpoint)
+const consoleSeen = [];   // every console error/warning, printed on failure
+const dialogsSeen = [];
+
+// A fetch that gets a 4xx is logged by Chromium as "Failed to load resource";
+// the pages get 401 (no session) and 403 (step-up required) by design.
+// Chromium also asks for /favicon.ico on its own; the pages declare none (404).
+function expectedResourceError(msg) {
+  const m = /^Failed to load resource: the server responded with a status of (\d{3})\b/.exec(msg.text());
+  if (!m) return false;
+  const path = msg.location()?.url ? new URL(msg.location().url).pathname : '';
+  return m[1] === '401' || m[1] === '403' || (m[1] === '404' && path === '/favicon.ico');
+}
+
+function watch(page, label) {
+  page.on('console', (msg) => {
+    if (msg.type() !== 'error' && msg.type() !== 'warning') return;
+    const where = msg.location()?.url ? ` (${msg.location().url})` : '';
+    const line = `[${label}] console.${msg.type()}: ${msg.text()}${where}`;
+    consoleSeen.push(line);
+    if (/content[- ]security[- ]policy/i.test(msg.text())) problems.push(`CSP violation: ${line}`);
+    else if (msg.type() === 'error' && !expectedResourceError(msg)) problems.push(`console error: ${line}`);
+  });
+  page.on('pageerror', (err) => problems.push(`[${label}] uncaught error in page: ${err.stack || err.message}`));
+  page.on('response', (res) => {
+    if (res.status() >= 500) problems.push(`[${label}] HTTP ${res.status()} from ${res.request().method()} ${res.url()}`);
+  });
+  page.on('dialog', async (dialog) => {
+    dialogsSeen.push({ type: dialog.type(), message: dialog.message() });
+    if (dialog.type() === 'confirm') await dialog.accept();
+    else {
+      problems.push(`[${label}] unexpected ${dialog.type()} dialog: ${dialog.message()}`);
+      await dialog.dismiss();
+    }
+  });
+}
+
+function assertNoProblems(where) {
+  if (problems.length) fail(`${where}: the page reported problems:\n  ${problems.join('\n  ')}`);
+}
+
+// ---------- steps ----------
+
+let current = null; // the page to screenshot on failure
+let stepNo = 0;
+async function step(name, fn) {
+  stepNo += 1;
+  const t0 = Date.now();
+  process.stdout.write(`${stepNo}. ${name} … `);
+  await fn();
+  assertNoProblems(name);
+  console.log(`ok (${Date.now() - t0} ms)`);
+}
+
+async function text(page, selector) {
+  return (await page.locator(selector).textContent())?.trim() ?? '';
+}
+
+// Waits until `selector` shows `expected` (string: exact, RegExp: match).
+async function expectText(page, selector, expected, what) {
+  const ok = (t) => (expected instanceof RegExp ? expected.test(t) : t === expected);
+  try {
+    await page.waitForFunction(
+      ([sel, src, flags, exact]) => {
+        const t = document.querySelector(sel)?.textContent?.trim() ?? '';
+        return src === null ? t === exact : new RegExp(src, flags).test(t);
+      },
+      [selector, expected instanceof RegExp ? expected.source : null,
+        expected instanceof RegExp ? expected.flags : '', expected instanceof RegExp ? null : expected],
+      { timeout: TIMEOUT_MS },
+    );
+  } catch {
+    const got = await text(page, selector).catch(() => '<missing>');
+    if (!ok(got)) fail(`${what}: expected ${selector} to show ${expected}, got ${JSON.stringify(got)}`);
+  }
+}
+
+async function expectPath(page, path, what) {
+  try {
+    await page.waitForURL((u) => u.pathname + u.search === path, { timeout: TIMEOUT_MS });
+  } catch {
+    fail(`${what}: expected to be on ${path}, but the page is at ${pathOf(page.url())}`);
+  }
+}
+
+// The full `key` must be nowhere in the DOM (markup or input values), the URL or storage.
+async function keyVisibleAnywhere(page, key) {
+  return page.evaluate((k) => {
+    const inDom = document.documentElement.outerHTML.includes(k);
+    const inInputs = [...document.querySelectorAll('input, textarea')].some((i) => i.value.includes(k));
+    const inStorage = [localStorage, sessionStorage].some((s) =>
+      Object.keys(s).some((name) => name.includes(k) || (s.getItem(name) || '').includes(k)));
+    const inUrl = location.href.includes(k);
+    return { inDom, inInputs, inStorage, inUrl, any: inDom || inInputs || inStorage || inUrl };
+  }, key);
+}
+
+async function useKey(base, key) {
+  const res = await fetch(`${base}/api/v1/models`, { headers: { Authorization: `Bearer ${key}`, Accept: 'application/json' } });
+  let body = null;
+  try { body = await res.json(); } catch { /* not JSON */ }
+  return { status: res.status, body };
+}
+
+// / -> /setup, fill the form, land on /<slug>/developers signed in.
+async function setUp(page, base) {
+  const res = await page.goto(`${base}/`);
+  check(res, 'GET / gave no response');
+  const from = res.request().redirectedFrom();
+  check(from && pathOf(from.url()) === '/', `GET / did not redirect (final URL ${page.url()})`);
+  check(pathOf(page.url()) === '/setup', `GET / redirected to ${pathOf(page.url())}, expected /setup`);
+  const csp = res.headers()['content-security-policy'] || '';
+  check(/script-src 'self'/.test(csp) && !/unsafe-inline/.test(csp),
+    `/setup has no strict Content-Security-Policy (got ${JSON.stringify(csp)})`);
+
+  const form = page.locator('#setup-form');
+  await form.waitFor({ state: 'visible' });
+  await page.fill('#name', 'Ada Lovelace');
+  await page.fill('#email', EMAIL);
+  await page.fill('#password', PASSWORD);
+  await page.fill('#orgName', ORG_NAME);
+  const suggested = await page.inputValue('#orgSlug');
+  check(suggested === 'acme-inc', `the slug suggested from "${ORG_NAME}" is ${JSON.stringify(suggested)}, expected "acme-inc"`);
+  await page.fill('#orgSlug', ORG_SLUG);
+  await page.getByRole('button', { name: 'Create account' }).click();
+
+  await expectPath(page, `/${ORG_SLUG}/developers`, 'after setup');
+  await expectText(page, '#user-email', EMAIL, 'after setup');
+  await expectText(page, '#org-slug', ORG_SLUG, 'after setup');
+  check(await page.locator('#content').isVisible(), 'the developers page content is not shown after setup');
+  check(await page.locator('#keys-empty').isVisible(), 'a new organization should show "No API keys yet."');
+}
+
+// Submits the create-key form and returns what appeared first:
+// 'created' (the new-key box) or 'step-up' (the step-up dialog).
+async function submitCreateKey(page, name) {
+  await page.fill('#key-name', name);
+  check(await page.isChecked('input[name="scopes"][value="models:read"]'), 'models:read is not checked by default');
+  await page.getByRole('button', { name: 'Create key' }).click();
+  return waitForCreatedOrStepUp(page, `creating key "${name}"`);
+}
+
+async function waitForCreatedOrStepUp(page, what) {
+  const created = page.locator('#new-key:not([hidden])');
+  const stepUp = page.locator('dialog[open]');
+  try {
+    await created.or(stepUp).first().waitFor({ state: 'visible', timeout: TIMEOUT_MS });
+  } catch {
+    fail(`${what}: neither the new key nor a step-up prompt appeared (create-msg: ${JSON.stringify(await text(page, '#create-msg'))})`);
+  }
+  return (await stepUp.count()) ? 'step-up' : 'created';
+}
+
+// Reads the once-shown key, checks the table, dismisses it; returns the key.
+async function takeNewKey(page, name) {
+  await expectText(page, '#new-key-name', name, 'new key box');
+  const key = await page.inputValue('#new-key-value');
+  check(KEY_RE.test(key), `the new key ${JSON.stringify(key)} does not look like alm_test_<48 hex>`);
+
+  const prefix = key.slice(0, 12);
+  const row = page.locator('#keys-body tr', { has: page.locator('th', { hasText: name }) });
+  await row.first().waitFor({ timeout: TIMEOUT_MS }).catch(() => fail(`the keys table does not list "${name}"`));
+  check(await row.count() === 1, `the keys table lists "${name}" ${await row.count()} times`);
+  const shown = await row.locator('code').textContent();
+  check(shown === `${prefix}…`, `the table shows ${JSON.stringify(shown)} for "${name}", expected ${JSON.stringify(prefix + '…')}`);
+  const rowText = await row.textContent();
+  check(!rowText.includes(key), 'the keys table shows the full key');
+  check(/models:read/.test(rowText), `the row for "${name}" does not list the models:read scope: ${rowText}`);
+
+  await page.getByRole('button', { name: 'Done, I’ve saved it' }).click();
+  await page.locator('#new-key').waitFor({ state: 'hidden' });
+  const seen = await keyVisibleAnywhere(page, key);
+  check(!seen.any, `the key is still in the page after dismissing it: ${JSON.stringify(seen)}`);
+  return key;
+}
+
+// Answers an open step-up dialog with `password`.
+async function answerStepUp(page, password) {
+  const dialog = page.locator('dialog[open]');
+  await expectText(page, 'dialog[open] h2', 'Confirm it’s you', 'step-up prompt');
+  await dialog.getByLabel('Password').fill(password);
+  await dialog.getByRole('button', { name: 'Confirm' }).click();
+}
+
+async function revokeKey(page, name) {
+  const row = page.locator('#keys-body tr', { has: page.locator('th', { hasText: name }) });
+  const before = dialogsSeen.length;
+  await page.getByRole('button', { name: `Revoke key ${name}` }).click();
+  return { row, confirmed: () => dialogsSeen.slice(before).find((d) => d.type === 'confirm') };
+}
+
+// ---------- main ----------
+
+let browser = null;
+let exitCode = 0;
+const started = Date.now();
+
+try {
+  // playwright-core refuses a --user-data-dir in args: launch() always gives
+  // Chromium a new empty one of its own (a temp dir it deletes on close).
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+    timeout: 60_000,
+  });
+  console.log(`chromium ${browser.version()}; main ${mainBase}, step-up ${stepUpBase}`);
+
+  const mainCtx = await browser.newContext();
+  mainCtx.setDefaultTimeout(TIMEOUT_MS);
+  const page = await mainCtx.newPage();
+  watch(page, 'main');
+  current = page;
+  let key = null;
+
+  await step('GET / redirects to /setup; setup form signs in on /acme/developers', async () => {
+    await setUp(page, mainBase);
+  });
+
+  await step('create key "laptop": shown once as alm_test_…, dismissed, listed by prefix', async () => {
+    const first = await submitCreateKey(page, 'laptop');
+    check(first === 'created', 'creating a key right after setup asked for step-up (setup should count as a fresh sign-in)');
+    key = await takeNewKey(page, 'laptop');
+    // Shown once: a reload lists the key but never shows it again.
+    await page.reload();
+    await expectText(page, '#user-email', EMAIL, 'after reload');
+    await page.locator('#keys-body th', { hasText: 'laptop' }).waitFor();
+    check(await page.locator('#new-key').isHidden(), 'the new-key box is shown again after a reload');
+    const seen = await keyVisibleAnywhere(page, key);
+    check(!seen.any, `the key is in the page after a reload: ${JSON.stringify(seen)}`);
+  });
+
+  await step('the key works: GET /api/v1/models with Bearer → 200', async () => {
+    const r = await useKey(mainBase, key);
+    check(r.status === 200, `GET /api/v1/models with the new key gave ${r.status}: ${JSON.stringify(r.body)}`);
+    check(Array.isArray(r.body?.data?.items) && r.body.data.items.length > 0,
+      `GET /api/v1/models returned no models: ${JSON.stringify(r.body)}`);
+  });
+
+  await step('sign out → /login; /acme/developers → /login?next=…; sign in → back on /acme/developers', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await expectPath(page, '/login', 'after sign out');
+    await page.goto(`${mainBase}/${ORG_SLUG}/developers`);
+    const next = `/login?next=${encodeURIComponent(`/${ORG_SLUG}/developers`)}`;
+    await expectPath(page, next, 'visiting the developers page signed out');
+    await page.fill('#email', EMAIL);
+    await page.fill('#password', 'not the password!');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expectText(page, '#form-msg', 'Wrong email, password or code.', 'sign in with a wrong password');
+    check(pathOf(page.url()) === next, `a failed sign-in left ${next} for ${pathOf(page.url())}`);
+    await page.fill('#password', PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expectPath(page, `/${ORG_SLUG}/developers`, 'after signing in with ?next');
+    await expectText(page, '#user-email', EMAIL, 'after signing in again');
+    await page.locator('#keys-body th', { hasText: 'laptop' }).waitFor();
+  });
+
+  await step('step-up: after the 1 s window, minting asks for the password (cancel, wrong, right), then mints; revoke after the window', async () => {
+    const ctx = await browser.newContext();
+    ctx.setDefaultTimeout(TIMEOUT_MS);
+    const sp = await ctx.newPage();
+    watch(sp, 'step-up');
+    current = sp;
+    await setUp(sp, stepUpBase);
+    const session = await sp.evaluate(() => fetch('/api/v1/auth/session', { headers: { Accept: 'application/json' } }).then((r) => r.json()));
+    const window = Date.parse(session?.data?.stepUpExpiresAt) - Date.now();
+    check(Number.isFinite(window) && window <= 1500,
+      `the step-up server's window is not ~1 s (stepUpExpiresAt ${session?.data?.stepUpExpiresAt}); is its config applied?`);
+    await sleep(Math.max(0, window) + 500);
+
+    // Cancel: nothing is created.
+    check(await submitCreateKey(sp, 'ci') === 'step-up', 'creating a key after the step-up window did not ask for step-up');
+    await sp.locator('dialog[open]').getByRole('button', { name: 'Cancel' }).click();
+    await expectText(sp, '#create-msg', 'Key not created: confirmation was cancelled.', 'after cancelling step-up');
+    check(await sp.locator('dialog').count() === 0, 'the step-up dialog is still in the page after Cancel');
+    check(await sp.locator('#keys-empty').isVisible(), 'a key was listed although step-up was cancelled');
+
+    // Wrong password, then the right one: the key is minted.
+    check(await submitCreateKey(sp, 'ci') === 'step-up', 'the second attempt did not ask for step-up');
+    await answerStepUp(sp, 'definitely wrong pw');
+    await expectText(sp, '#stepup-msg', 'Wrong password. Try again.', 'step-up with a wrong password');
+    check(await sp.inputValue('#stepup-input') === '', 'the step-up password field was not cleared after a failure');
+    await answerStepUp(sp, PASSWORD);
+    await sp.locator('dialog').waitFor({ state: 'detached' }).catch(async () =>
+      fail(`the step-up dialog stayed open after the right password (stepup-msg: ${JSON.stringify(await text(sp, '#stepup-msg'))})`));
+    await sp.locator('#new-key').waitFor({ state: 'visible' }).catch(async () =>
+      fail(`the key was not created after a successful step-up (create-msg: ${JSON.stringify(await text(sp, '#create-msg'))})`));
+    const stepKey = await takeNewKey(sp, 'ci');
+    const r = await useKey(stepUpBase, stepKey);
+    check(r.status === 200, `the key minted after step-up gave ${r.status} on /api/v1/models`);
+
+    // Revoking with a stale step-up: the API asks a fresh step-up for minting
+    // only (revocation is not gated), but the page copes either way.
+    await sleep(1500);
+    const { row, confirmed } = await revokeKey(sp, 'ci');
+    await Promise.race([
+      row.waitFor({ state: 'detached' }),
+      sp.locator('dialog[open]').waitFor({ state: 'visible' }).then(() => answerStepUp(sp, PASSWORD)),
+    ]).catch(() => {});
+    await row.waitFor({ state: 'detached' }).catch(async () =>
+      fail(`"ci" is still listed after revoking (page-msg: ${JSON.stringify(await text(sp, '#page-msg'))})`));
+    check(confirmed(), 'no confirm dialog before revoking');
+    const after = await useKey(stepUpBase, stepKey);
+    check(after.status === 401, `the revoked key gave ${after.status}, expected 401`);
+    await ctx.close();
+    current = page;
+  });
+
+  await step('revoke "laptop" (confirm dialog accepted) → gone from the table; the key gets 401', async () => {
+    const { row, confirmed } = await revokeKey(page, 'laptop');
+    await row.waitFor({ state: 'detached' }).catch(async () =>
+      fail(`"laptop" is still listed after revoking (page-msg: ${JSON.stringify(await text(page, '#page-msg'))}; step-up shown: ${await page.locator('dialog[open]').count() > 0})`));
+    const dialog = confirmed();
+    check(dialog && dialog.message.includes('laptop'), `no confirm dialog naming "laptop" before revoking (${JSON.stringify(dialogsSeen)})`);
+    await expectText(page, '#page-msg', 'Revoked “laptop”.', 'after revoking');
+    check(await page.locator('#keys-empty').isVisible(), '"No API keys yet." is not shown after revoking the only key');
+    const r = await useKey(mainBase, key);
+    check(r.status === 401, `the revoked key gave ${r.status} on /api/v1/models, expected 401`);
+    await page.reload();
+    await expectText(page, '#user-email', EMAIL, 'after reload');
+    await page.locator('#keys-empty').waitFor({ state: 'visible' })
+      .catch(() => fail('the revoked key is listed again after a reload'));
+  });
+
+  await step('no CSP violations, uncaught errors or unexpected console errors during the run', async () => {
+    assertNoProblems('whole run');
+  });
+
+  console.log(`\nbrowser e2e: all ${stepNo} checks passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+} catch (err) {
+  exitCode = 1;
+  console.log('FAILED');
+  console.error(`\nbrowser e2e FAILED: ${err instanceof CheckFailed ? err.message : err.stack || err}`);
+  if (problems.length) console.error(`\nproblems reported by the pages:\n  ${problems.join('\n  ')}`);
+  if (consoleSeen.length) console.error(`\nconsole errors/warnings seen:\n  ${consoleSeen.join('\n  ')}`);
+  if (current && !current.isClosed()) {
+    const shot = join(tmpdir(), `alumia-browser-failure-${Date.now()}.png`);
+    try {
+      await current.screenshot({ path: shot, fullPage: true });
+      console.error(`\npage at failure: ${current.url()}\nscreenshot: ${shot}`);
+    } catch (e) {
+      console.error(`\n(could not take a screenshot: ${e.message})`);
+    }
+  }
+} finally {
+  await browser?.close().catch(() => {});
+}
+process.exit(exitCode);
