@@ -14,6 +14,11 @@
 //! `--variants` adds rows that remove one piece of the authenticated path:
 //! `/healthz` through the full app (router + middleware, no auth), and the app
 //! with an allow-all limiter.
+//!
+//! By default no tracing subscriber is installed, so the access log costs
+//! (next to) nothing; `--log text|json` installs the one `alumia serve` uses
+//! (level `info`) writing to a sink: formatting cost, without the write(2) a
+//! real deployment adds per line.
 
 mod load;
 mod servers;
@@ -58,6 +63,10 @@ struct Args {
     /// Do not pin the servers and the load generator to different CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Install the `alumia serve` log subscriber (`text` or `json`, level
+    /// info), writing to a sink, so the access log is formatted per request.
+    #[arg(long, value_parser = ["text", "json"])]
+    log: Option<String>,
 }
 
 /// Everything measured for one route at one connection count.
@@ -115,6 +124,16 @@ fn main() -> anyhow::Result<()> {
         args.connections.iter().all(|&c| c > 0),
         "--connections must be positive"
     );
+    if let Some(format) = &args.log {
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_writer(std::io::sink);
+        if format == "json" {
+            builder.json().init();
+        } else {
+            builder.init();
+        }
+    }
     let cpus = sys::nproc();
     let pin = !args.no_pin && cpus >= 2;
     if pin {
@@ -158,11 +177,15 @@ fn main() -> anyhow::Result<()> {
     println!("command  {}", command.join(" "));
     println!("nproc    {cpus}");
     println!(
-        "build    {}; no tracing subscriber (request logs off)",
+        "build    {}; {}",
         if cfg!(debug_assertions) {
             "DEBUG (numbers meaningless)"
         } else {
             "release"
+        },
+        match &args.log {
+            None => "no tracing subscriber (request logs off)".to_string(),
+            Some(format) => format!("{format} log subscriber at info, writing to a sink"),
         }
     );
     println!(

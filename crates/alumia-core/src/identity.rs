@@ -2,7 +2,10 @@
 //! sessions and step-up, TOTP, and API keys. It is the only place a
 //! credential turns into a [`Principal`] with an [`OrgScope`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
@@ -128,15 +131,112 @@ pub trait KeyInvalidationBus: Send + Sync + 'static {
     async fn publish(&self, invalidation: KeyInvalidation);
 }
 
-/// A cached key lookup. `touched_ms` keeps `lastUsedAt` writes to one a minute.
-struct CachedGrant {
-    grant: KeyGrant,
-    touched_ms: std::sync::atomic::AtomicI64,
-}
-
 /// How long a key lookup is reused. Revocation is immediate on the replica
 /// that handles it and, with Redis, on the others; this TTL bounds the rest.
 pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// At most this many keys are cached (a bound on memory, not a tuning knob:
+/// entries live for [`KEY_CACHE_TTL`] only).
+const KEY_CACHE_CAPACITY: usize = 100_000;
+
+/// A cached key lookup and the principal it yields. `touched_ms` keeps
+/// `lastUsedAt` writes to one a minute.
+struct CachedGrant {
+    grant: KeyGrant,
+    /// Built once per lookup, shared by every request the entry serves
+    /// (`None` when the key's user is no longer a member).
+    principal: Option<Arc<Principal>>,
+    touched_ms: std::sync::atomic::AtomicI64,
+    cached_at: Instant,
+}
+
+impl CachedGrant {
+    fn fresh(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.cached_at) < KEY_CACHE_TTL
+    }
+}
+
+/// Key digest → grant, with a TTL, invalidation by predicate and a size bound.
+///
+/// Deliberately small: a hit on the request path is one uncontended read
+/// lock and one hash lookup. Expired entries are ignored on read and swept
+/// when a shard fills up. Shards keep the read locks of different keys on
+/// different cache lines when many threads authenticate at once.
+struct KeyCache {
+    shards: Box<[RwLock<Shard>]>,
+    /// Bumped by every invalidation. A lookup that started before one does
+    /// not cache what it read, so a revocation racing a cache miss cannot
+    /// leave the revoked key cached for another TTL.
+    generation: AtomicU64,
+}
+
+/// Digest (SHA-256 hex) → entry.
+type Shard = HashMap<String, Arc<CachedGrant>>;
+
+const KEY_CACHE_SHARDS: usize = 16;
+
+impl KeyCache {
+    fn new() -> Self {
+        KeyCache {
+            shards: (0..KEY_CACHE_SHARDS).map(|_| Default::default()).collect(),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, digest: &str) -> &RwLock<Shard> {
+        // A digest's last hex digit is uniform over 0..16, one per shard.
+        let last = digest.chars().next_back().and_then(|c| c.to_digit(16));
+        &self.shards[last.unwrap_or_default() as usize % KEY_CACHE_SHARDS]
+    }
+
+    fn get(&self, digest: &str, now: Instant) -> Option<Arc<CachedGrant>> {
+        let shard = self
+            .shard(digest)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        shard.get(digest).filter(|e| e.fresh(now)).cloned()
+    }
+
+    /// The generation to hand to [`KeyCache::insert`], read before the store.
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn insert(&self, digest: String, entry: Arc<CachedGrant>, generation: u64) {
+        let mut shard = self
+            .shard(&digest)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Checked under the shard lock: an invalidation either bumped the
+        // generation before this (skip) or sweeps this shard after (removed).
+        if self.generation() != generation {
+            return;
+        }
+        let per_shard = KEY_CACHE_CAPACITY / KEY_CACHE_SHARDS;
+        if shard.len() >= per_shard && !shard.contains_key(&digest) {
+            shard.retain(|_, e| e.fresh(entry.cached_at));
+            if shard.len() >= per_shard {
+                // Still full of live keys: drop a tenth (they are read from
+                // the store again on next use), so the sweep stays rare.
+                let victims: Vec<String> = shard.keys().take(per_shard / 10 + 1).cloned().collect();
+                for victim in victims {
+                    shard.remove(&victim);
+                }
+            }
+        }
+        shard.insert(digest, entry);
+    }
+
+    fn invalidate_if(&self, forget: impl Fn(&KeyGrant) -> bool) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        for shard in self.shards.iter() {
+            shard
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|_, e| !forget(&e.grant));
+        }
+    }
+}
 
 pub struct Identity {
     store: Arc<dyn Store>,
@@ -144,7 +244,7 @@ pub struct Identity {
     secret: SecretKey,
     key_env: KeyEnv,
     settings: AuthSettings,
-    key_cache: moka::sync::Cache<String, Arc<CachedGrant>>,
+    key_cache: KeyCache,
     bus: std::sync::OnceLock<Arc<dyn KeyInvalidationBus>>,
 }
 
@@ -162,11 +262,7 @@ impl Identity {
             secret,
             key_env,
             settings,
-            key_cache: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(KEY_CACHE_TTL)
-                .support_invalidation_closures()
-                .build(),
+            key_cache: KeyCache::new(),
             bus: std::sync::OnceLock::new(),
         }
     }
@@ -178,19 +274,11 @@ impl Identity {
 
     /// Forgets cached keys on this replica only (the bus subscriber calls this).
     pub fn apply_invalidation(&self, invalidation: KeyInvalidation) {
-        let result = match invalidation {
-            KeyInvalidation::Key { id } => self
+        match invalidation {
+            KeyInvalidation::Key { id } => self.key_cache.invalidate_if(|g| g.key.id == id),
+            KeyInvalidation::Member { org, user } => self
                 .key_cache
-                .invalidate_entries_if(move |_, cached| cached.grant.key.id == id),
-            KeyInvalidation::Member { org, user } => {
-                self.key_cache.invalidate_entries_if(move |_, cached| {
-                    cached.grant.key.org_id == org && cached.grant.key.user_id == user
-                })
-            }
-        };
-        if result.is_err() {
-            // Only if closures were not enabled; then drop everything.
-            self.key_cache.invalidate_all();
+                .invalidate_if(|g| g.key.org_id == org && g.key.user_id == user),
         }
     }
 
@@ -630,7 +718,10 @@ impl Identity {
             org: OrgScope::new(chosen.org.id),
             org_slug: chosen.org.slug.clone(),
             role: chosen.role,
-            scopes: role_scopes(chosen.role),
+            scopes: role_scopes(chosen.role)
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             active_workspace_id: session.active_workspace_id,
         })
     }
@@ -840,40 +931,63 @@ impl Identity {
     // --- API keys -----------------------------------------------------------------
 
     /// The bearer path: format check first (no lookup for a malformed key),
-    /// then the digest, then revocation, membership and expiry.
+    /// then the digest, then revocation, membership and expiry. The principal
+    /// is shared with the key cache, so a cache hit copies nothing.
     pub async fn authenticate_key(
         &self,
         token: &str,
         org_header: Option<&str>,
-    ) -> DomainResult<Principal> {
+    ) -> DomainResult<Arc<Principal>> {
         let invalid = || DomainError::unauthorized("invalid_api_key", "the API key is not valid");
         let digest = keys::parse(token, self.key_env).ok_or_else(invalid)?;
-        let cached = match self.key_cache.get(&digest) {
+        let cached = match self.key_cache.get(&digest, Instant::now()) {
+            // Entries are stored under their digest only after the
+            // constant-time check below, so a hit needs no second comparison.
             Some(hit) => hit,
             None => {
+                let generation = self.key_cache.generation();
                 // Unknown keys are not cached: guesses cannot fill the cache.
                 let grant = self
                     .store
                     .find_key_grant_by_hash(&digest)
                     .await?
                     .ok_or_else(invalid)?;
+                if !keys::digests_equal(&grant.key_hash, &digest) {
+                    return Err(invalid());
+                }
                 let touched = grant
                     .key
                     .last_used_at
                     .map_or(i64::MIN, crate::clock::to_millis);
+                let principal = grant.role.map(|role| {
+                    Arc::new(Principal {
+                        kind: PrincipalKind::ApiKey {
+                            key_id: grant.key.id,
+                            prefix: grant.key.prefix.clone(),
+                        },
+                        user_id: grant.key.user_id,
+                        org: OrgScope::new(grant.key.org_id),
+                        org_slug: grant.org_slug.clone(),
+                        role,
+                        scopes: grant.key.scopes.clone(),
+                        active_workspace_id: grant.key.active_workspace_id,
+                    })
+                });
                 let entry = Arc::new(CachedGrant {
                     grant,
+                    principal,
                     touched_ms: std::sync::atomic::AtomicI64::new(touched),
+                    cached_at: Instant::now(),
                 });
-                self.key_cache.insert(digest.clone(), entry.clone());
+                self.key_cache.insert(digest, entry.clone(), generation);
                 entry
             }
         };
         let grant = &cached.grant;
-        if !keys::digests_equal(&grant.key_hash, &digest) || grant.key.revoked_at.is_some() {
+        if grant.key.revoked_at.is_some() {
             return Err(invalid());
         }
-        let role = grant.role.ok_or_else(invalid)?;
+        let principal = cached.principal.clone().ok_or_else(invalid)?;
         let now = self.now();
         if grant.key.expires_at.is_some_and(|at| at <= now) {
             return Err(DomainError::unauthorized(
@@ -907,18 +1021,7 @@ impl Identity {
                 let _ = store.touch_api_key(id, now).await;
             });
         }
-        Ok(Principal {
-            kind: PrincipalKind::ApiKey {
-                key_id: grant.key.id,
-                prefix: grant.key.prefix.clone(),
-            },
-            user_id: grant.key.user_id,
-            org: OrgScope::new(grant.key.org_id),
-            org_slug: grant.org_slug.clone(),
-            role,
-            scopes: grant.key.scopes.clone(),
-            active_workspace_id: grant.key.active_workspace_id,
-        })
+        Ok(principal)
     }
 
     fn plan_mint(&self, role: Role, input: MintInput) -> DomainResult<MintPlan> {
@@ -1110,4 +1213,138 @@ fn slug_taken() -> DomainError {
 
 fn step_up_failed() -> DomainError {
     DomainError::forbidden("step_up_failed", "that factor did not match")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: Uuid, org: Uuid, user: Uuid, cached_at: Instant) -> Arc<CachedGrant> {
+        let now = Utc::now();
+        Arc::new(CachedGrant {
+            grant: KeyGrant {
+                key: ApiKey {
+                    id,
+                    org_id: org,
+                    user_id: user,
+                    name: "k".into(),
+                    prefix: "alm_test_abc".into(),
+                    scopes: vec![SCOPE_MODELS_READ.into()],
+                    created_via: KeyOrigin::Dashboard,
+                    last_used_at: None,
+                    expires_at: None,
+                    revoked_at: None,
+                    active_workspace_id: None,
+                    created_at: now,
+                },
+                key_hash: String::new(),
+                org_slug: "acme".into(),
+                role: Some(Role::Member),
+            },
+            principal: None,
+            touched_ms: std::sync::atomic::AtomicI64::new(0),
+            cached_at,
+        })
+    }
+
+    fn digest(i: usize) -> String {
+        format!("{i:064x}")
+    }
+
+    #[test]
+    fn entries_are_reused_for_the_ttl_only() {
+        let cache = KeyCache::new();
+        let t0 = Instant::now();
+        let (id, org, user) = (new_id(), new_id(), new_id());
+        cache.insert(digest(1), entry(id, org, user, t0), cache.generation());
+        assert!(cache.get(&digest(1), t0).is_some());
+        assert!(cache.get(&digest(1), t0 + KEY_CACHE_TTL / 2).is_some());
+        assert!(cache.get(&digest(1), t0 + KEY_CACHE_TTL).is_none());
+        assert!(cache.get(&digest(2), t0).is_none());
+    }
+
+    #[test]
+    fn invalidation_forgets_a_key_or_all_keys_of_a_member() {
+        let cache = KeyCache::new();
+        let t0 = Instant::now();
+        let (org, other_org, user, other_user) = (new_id(), new_id(), new_id(), new_id());
+        let ids: Vec<Uuid> = (0..4).map(|_| new_id()).collect();
+        let owners = [
+            (org, user),
+            (org, user),
+            (other_org, user),
+            (org, other_user),
+        ];
+        for (i, (id, (o, u))) in ids.iter().zip(owners).enumerate() {
+            cache.insert(digest(i), entry(*id, o, u, t0), cache.generation());
+        }
+        cache.invalidate_if(|g| g.key.id == ids[0]);
+        assert!(cache.get(&digest(0), t0).is_none());
+        assert!(cache.get(&digest(1), t0).is_some());
+        cache.invalidate_if(|g| g.key.org_id == org && g.key.user_id == user);
+        assert!(cache.get(&digest(1), t0).is_none());
+        // The same user in another org, and another user in the org, stay.
+        assert!(cache.get(&digest(2), t0).is_some());
+        assert!(cache.get(&digest(3), t0).is_some());
+    }
+
+    #[test]
+    fn a_lookup_that_raced_an_invalidation_is_not_cached() {
+        let cache = KeyCache::new();
+        let t0 = Instant::now();
+        let before = cache.generation();
+        // A revocation lands while the lookup is reading the store.
+        cache.invalidate_if(|_| true);
+        cache.insert(digest(1), entry(new_id(), new_id(), new_id(), t0), before);
+        assert!(cache.get(&digest(1), t0).is_none());
+        cache.insert(
+            digest(1),
+            entry(new_id(), new_id(), new_id(), t0),
+            cache.generation(),
+        );
+        assert!(cache.get(&digest(1), t0).is_some());
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let cache = KeyCache::new();
+        let t0 = Instant::now();
+        let total = KEY_CACHE_CAPACITY + KEY_CACHE_CAPACITY / 4;
+        for i in 0..total {
+            cache.insert(
+                digest(i),
+                entry(new_id(), new_id(), new_id(), t0),
+                cache.generation(),
+            );
+        }
+        let len: usize = cache.shards.iter().map(|s| s.read().unwrap().len()).sum();
+        assert!(len <= KEY_CACHE_CAPACITY, "{len} entries");
+        // The newest entry is always kept.
+        assert!(cache.get(&digest(total - 1), t0).is_some());
+    }
+
+    #[test]
+    fn a_full_shard_sweeps_expired_entries_before_dropping_live_ones() {
+        let cache = KeyCache::new();
+        let t0 = Instant::now();
+        let per_shard = KEY_CACHE_CAPACITY / KEY_CACHE_SHARDS;
+        // Same last digit, same shard.
+        let digest = |i: usize| format!("{i:063x}0");
+        for i in 0..per_shard {
+            cache.insert(
+                digest(i),
+                entry(new_id(), new_id(), new_id(), t0),
+                cache.generation(),
+            );
+        }
+        let later = t0 + KEY_CACHE_TTL;
+        cache.insert(
+            digest(per_shard),
+            entry(new_id(), new_id(), new_id(), later),
+            cache.generation(),
+        );
+        let shard = cache.shard(&digest(0)).read().unwrap();
+        assert_eq!(shard.len(), 1);
+        assert!(shard.contains_key(&digest(per_shard)));
+    }
 }

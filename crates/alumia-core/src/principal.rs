@@ -48,16 +48,15 @@ pub struct Principal {
 }
 
 /// Every scope a role permits; a browser session holds all of them.
-pub fn role_scopes(role: Role) -> Vec<String> {
-    let mut scopes = vec![
-        SCOPE_MODELS_READ.to_string(),
-        SCOPE_MCP_READ.to_string(),
-        SCOPE_MCP_WRITE.to_string(),
+pub fn role_scopes(role: Role) -> &'static [&'static str] {
+    const MEMBER: [&str; 3] = [SCOPE_MODELS_READ, SCOPE_MCP_READ, SCOPE_MCP_WRITE];
+    const ADMIN: [&str; 4] = [
+        SCOPE_MODELS_READ,
+        SCOPE_MCP_READ,
+        SCOPE_MCP_WRITE,
+        SCOPE_MACHINE_CHARGE,
     ];
-    if role.is_admin() {
-        scopes.push(SCOPE_MACHINE_CHARGE.to_string());
-    }
-    scopes
+    if role.is_admin() { &ADMIN } else { &MEMBER }
 }
 
 impl Principal {
@@ -89,7 +88,7 @@ impl Principal {
     /// 403 `insufficient_scope` naming the scope.
     pub fn require_scope(&self, scope: &str) -> Result<(), DomainError> {
         // A key's scopes only narrow its user's current role.
-        let permitted = role_scopes(self.role).iter().any(|s| s == scope)
+        let permitted = role_scopes(self.role).contains(&scope)
             || (scope == SCOPE_TERMINAL && self.is_api_key());
         if permitted && self.scopes.iter().any(|s| s == scope) {
             return Ok(());

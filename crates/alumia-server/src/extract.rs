@@ -4,15 +4,17 @@
 use std::collections::BTreeMap;
 
 use alumia_core::Principal;
+use alumia_core::identity::ClientInfo;
 use alumia_types::ErrorCode;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::client_ip::ClientIp;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -177,6 +179,34 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
             .cloned()
             .map(Auth)
             .ok_or_else(|| ApiError::internal("route is missing the authentication layer"))
+    }
+}
+
+/// Where the request came from (client IP and user agent), for sessions and
+/// audit events. Built only for the handlers that take it, not on every
+/// authenticated request.
+pub struct Client(pub ClientInfo);
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Ok(ip) = ClientIp::from_request_parts(parts, state).await;
+        Ok(Client(client_info(ip, &parts.headers)))
+    }
+}
+
+pub fn client_info(ip: ClientIp, headers: &HeaderMap) -> ClientInfo {
+    ClientInfo {
+        ip: ip.0.to_string(),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
     }
 }
 

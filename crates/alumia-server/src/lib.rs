@@ -18,6 +18,7 @@ pub mod views;
 
 use std::net::SocketAddr;
 
+use axum::ServiceExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

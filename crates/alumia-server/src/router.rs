@@ -1,18 +1,17 @@
 //! One router, one layer stack. The route table is data, so tests can
 //! compare it with the OpenAPI document.
 
-use std::any::Any;
+use std::convert::Infallible;
 
 use alumia_types::ErrorCode;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::{Layer, Service};
 
 use crate::error::ApiError;
-use crate::middleware::{authenticate, request_context};
+use crate::middleware::{AuthenticateLayer, Middleware};
 use crate::routes::*;
 use crate::state::AppState;
 
@@ -68,7 +67,16 @@ fn page_routes() -> Router<AppState> {
         .route("/{org}/settings/security", get(pages::security))
 }
 
-pub fn router(state: AppState) -> Router {
+/// The whole HTTP surface as one service: `request_context` around the
+/// router (serve it with `into_make_service_with_connect_info`).
+pub fn router(
+    state: AppState,
+) -> Middleware<
+    impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static,
+> {
     let mut public = Router::new();
     for (path, route) in public_routes() {
         public = public.route(path, route);
@@ -77,20 +85,22 @@ pub fn router(state: AppState) -> Router {
     for (path, route) in authed_routes() {
         authed = authed.route(path, route);
     }
-    let authed = authed.route_layer(from_fn_with_state(state.clone(), authenticate));
+    let authed = authed.route_layer(AuthenticateLayer(state.clone()));
 
-    Router::new()
+    let routes = Router::new()
         .merge(public)
         .merge(authed)
         .merge(page_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Extractors read at most this much; ApiJson also refuses a larger
-        // declared Content-Length unread.
-        .layer(DefaultBodyLimit::max(state.settings.json_body_limit))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(from_fn_with_state(state.clone(), request_context))
-        .with_state(state)
+        .with_state(state.clone());
+    // The layers every request passes wrap the router once, as one service.
+    // (`Router::layer` would wrap each route in its own boxed copy of the
+    // stack, and every request would clone that chain of boxes.) Extractors
+    // read at most `json_body_limit`; ApiJson also refuses a larger declared
+    // Content-Length unread.
+    let limited = DefaultBodyLimit::max(state.settings.json_body_limit).layer(routes);
+    Middleware::request_context(state, limited)
 }
 
 async fn not_found() -> Response {
@@ -105,13 +115,4 @@ async fn method_not_allowed() -> Response {
     )
     .reason("method_not_allowed")
     .into_response()
-}
-
-fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let what = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panic".into());
-    ApiError::internal(format!("handler panicked: {what}")).into_response()
 }

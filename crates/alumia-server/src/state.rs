@@ -5,6 +5,7 @@ use alumia_core::limits::RateLimiter;
 use alumia_core::{Clock, Store};
 use tokio_util::sync::CancellationToken;
 
+use crate::limiter::RateLimitPolicies;
 use crate::settings::ServerSettings;
 
 /// Everything a handler can reach. One `Arc`, because axum clones the state
@@ -18,6 +19,8 @@ pub struct AppInner {
     pub limiter: Arc<dyn RateLimiter>,
     pub clock: Arc<dyn Clock>,
     pub settings: ServerSettings,
+    /// `RateLimit-Policy` values, rendered once from `limiter.limits()`.
+    pub rate_limit_policies: RateLimitPolicies,
     /// Cancelled when shutdown begins; `/readyz` answers 503 from then on.
     pub shutting_down: CancellationToken,
 }
@@ -37,7 +40,9 @@ impl AppState {
         clock: Arc<dyn Clock>,
         settings: ServerSettings,
     ) -> Self {
+        let rate_limit_policies = RateLimitPolicies::new(limiter.limits());
         AppState(Arc::new(AppInner {
+            rate_limit_policies,
             store,
             identity,
             limiter,

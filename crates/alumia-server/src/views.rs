@@ -6,7 +6,8 @@ use alumia_core::model::*;
 use alumia_types::dto::*;
 use alumia_types::{Envelope, Page};
 use axum::Json;
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -18,6 +19,18 @@ pub fn ok<T: Serialize>(data: T) -> Response {
 /// `201 {"success": true, "data": …}`.
 pub fn created<T: Serialize>(data: T) -> Response {
     (StatusCode::CREATED, Json(Envelope::ok(data))).into_response()
+}
+
+/// `200` with a JSON body serialized ahead of time (the headers `Json` sets).
+pub fn json_bytes(body: Bytes) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 pub fn page<T: Serialize>(items: Vec<T>, next_cursor: Option<String>) -> Response {
@@ -111,4 +124,25 @@ pub fn audit_event(e: &AuditEvent) -> AuditEventView {
         data: e.data.clone(),
         created_at: format_ts(e.created_at),
     }
+}
+
+/// The user as `/me` and `/auth/session` show them, with `security`.
+pub async fn user_with_security(
+    state: &crate::state::AppState,
+    user_id: uuid::Uuid,
+) -> Result<UserView, alumia_core::DomainError> {
+    let user = state
+        .store
+        .get_user(user_id)
+        .await?
+        .ok_or(alumia_core::DomainError::NotFound)?;
+    let (totp_enabled, recovery_codes_remaining) = state.identity.security_summary(user_id).await?;
+    Ok(self::user(
+        &user,
+        Some(SecurityView {
+            totp_enabled,
+            passkey_count: 0,
+            recovery_codes_remaining,
+        }),
+    ))
 }

@@ -1,29 +1,88 @@
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 
-use alumia_core::limits::{Bucket, Decision, LimiterUnavailable, Limits, RateLimiter, ceil_secs};
+use alumia_core::limits::{
+    Bucket, Decision, LimiterUnavailable, Limits, Quota, RateLimiter, ceil_secs,
+};
 use async_trait::async_trait;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 
 type Keyed = governor::RateLimiter<
-    String,
-    DefaultKeyedStateStore<String>,
+    LimitKey,
+    DefaultKeyedStateStore<LimitKey>,
     DefaultClock,
     StateInformationMiddleware,
 >;
 
+/// A limiter key. governor looks keys up by `&K`, so a `String` key would
+/// cost an allocation per decision; the usual keys (a UUID, an IP, a user id
+/// and an IP) fit inline. Equality and hashing are by content.
+#[derive(Clone)]
+enum LimitKey {
+    Inline {
+        len: u8,
+        bytes: [u8; LimitKey::INLINE],
+    },
+    Heap(Box<str>),
+}
+
+impl LimitKey {
+    const INLINE: usize = 64;
+
+    fn new(key: &str) -> Self {
+        if key.len() > Self::INLINE {
+            return LimitKey::Heap(key.into());
+        }
+        let mut bytes = [0u8; Self::INLINE];
+        bytes[..key.len()].copy_from_slice(key.as_bytes());
+        LimitKey::Inline {
+            len: key.len() as u8,
+            bytes,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            LimitKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            LimitKey::Heap(s) => s.as_bytes(),
+        }
+    }
+}
+
+impl PartialEq for LimitKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for LimitKey {}
+
+impl std::hash::Hash for LimitKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+/// One bucket's quota and its keyed GCRA limiter.
+struct Slot {
+    bucket: Bucket,
+    quota: Quota,
+    limiter: Keyed,
+}
+
 /// One keyed GCRA limiter per bucket, in this process.
 pub struct MemoryLimiter {
     limits: Limits,
-    buckets: HashMap<Bucket, Keyed>,
+    /// In `Bucket::ALL` order; found by a scan of a handful of entries,
+    /// cheaper than hashing the bucket.
+    slots: Vec<Slot>,
     clock: DefaultClock,
 }
 
 impl MemoryLimiter {
     pub fn new(limits: Limits) -> Self {
-        let buckets = Bucket::ALL
+        let slots = Bucket::ALL
             .into_iter()
             .map(|bucket| {
                 let q = limits.get(bucket);
@@ -32,27 +91,38 @@ impl MemoryLimiter {
                     .allow_burst(NonZeroU32::new(q.capacity.max(1)).expect("non-zero"));
                 let limiter = governor::RateLimiter::keyed(quota)
                     .with_middleware::<StateInformationMiddleware>();
-                (bucket, limiter)
+                Slot {
+                    bucket,
+                    quota: q,
+                    limiter,
+                }
             })
             .collect();
         MemoryLimiter {
             limits,
-            buckets,
+            slots,
             clock: DefaultClock::default(),
         }
     }
 
     /// Forgets keys whose buckets are full again, so memory stays bounded.
     pub fn retain_recent(&self) {
-        for limiter in self.buckets.values() {
-            limiter.retain_recent();
+        for slot in &self.slots {
+            slot.limiter.retain_recent();
         }
     }
 
+    fn slot(&self, bucket: Bucket) -> &Slot {
+        self.slots
+            .iter()
+            .find(|s| s.bucket == bucket)
+            .expect("every bucket has a slot")
+    }
+
     pub fn decide(&self, bucket: Bucket, key: &str) -> Decision {
-        let quota = self.limits.get(bucket);
+        let Slot { quota, limiter, .. } = self.slot(bucket);
         let per_token_ms = quota.refill_every.as_millis() as u64;
-        match self.buckets[&bucket].check_key(&key.to_string()) {
+        match limiter.check_key(&LimitKey::new(key)) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 Decision {
@@ -114,6 +184,13 @@ mod tests {
         assert!((50..=60).contains(&denied.retry_after_secs), "{denied:?}");
         // Another key has its own bucket.
         assert!(limiter.decide(Bucket::KeyMint, "u2|ip").allowed);
+        // So do keys too long to be kept inline, even with a common prefix.
+        let long = |c: char| format!("{}{c}", "k".repeat(LimitKey::INLINE));
+        for _ in 0..5 {
+            assert!(limiter.decide(Bucket::KeyMint, &long('a')).allowed);
+        }
+        assert!(!limiter.decide(Bucket::KeyMint, &long('a')).allowed);
+        assert!(limiter.decide(Bucket::KeyMint, &long('b')).allowed);
         // Buckets are independent.
         assert!(limiter.decide(Bucket::Login, "u1|ip").allowed);
     }

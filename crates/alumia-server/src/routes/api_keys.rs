@@ -5,14 +5,13 @@ use alumia_core::clock::to_millis;
 use alumia_core::identity::{ClientInfo, MintInput};
 use alumia_core::limits::Bucket;
 use alumia_types::dto::{CreateApiKeyRequest, CreatedApiKeyView};
-use axum::Extension;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiQuery, Auth, parse_id};
+use crate::extract::{ApiJson, ApiQuery, Auth, Client, parse_id};
 use crate::limiter::charge;
 use crate::routes::{ListQuery, finish_page};
 use crate::state::AppState;
@@ -37,7 +36,7 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     Auth(p): Auth,
-    Extension(client): Extension<ClientInfo>,
+    Client(client): Client,
     ApiJson(req): ApiJson<CreateApiKeyRequest>,
 ) -> ApiResult<Response> {
     let expires_at = match req.expires_at.as_deref() {
@@ -88,7 +87,7 @@ fn client_bucket(client: &ClientInfo) -> String {
 pub async fn revoke(
     State(state): State<AppState>,
     Auth(p): Auth,
-    Extension(client): Extension<ClientInfo>,
+    Client(client): Client,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;

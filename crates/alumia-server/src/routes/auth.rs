@@ -2,11 +2,10 @@
 
 use alumia_core::DomainError;
 use alumia_core::clock::format_ts;
-use alumia_core::identity::{ClientInfo, LoginInput, StepUpFactor};
+use alumia_core::identity::{LoginInput, StepUpFactor};
 use alumia_core::limits::Bucket;
 use alumia_core::principal::PrincipalKind;
 use alumia_types::dto::{CodeRequest, LoginRequest, StepUpRequest, SwitchOrgRequest};
-use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
@@ -15,7 +14,7 @@ use serde_json::json;
 
 use crate::client_ip::ClientIp;
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, Auth};
+use crate::extract::{ApiJson, Auth, Client, client_info};
 use crate::limiter::charge;
 use crate::middleware::{SESSION_COOKIE, check_origin};
 use crate::state::AppState;
@@ -46,17 +45,6 @@ fn clear_session_cookie(state: &AppState, response: &mut Response) {
     let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{secure}");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, v);
-    }
-}
-
-fn client_info(ip: ClientIp, headers: &HeaderMap) -> ClientInfo {
-    ClientInfo {
-        ip: ip.0.to_string(),
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string(),
     }
 }
 
@@ -119,25 +107,16 @@ pub async fn session(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<
     else {
         return Err(DomainError::NotFound.into());
     };
-    let user = state
-        .store
-        .get_user(p.user_id)
-        .await
-        .map_err(DomainError::from)?
-        .ok_or(DomainError::NotFound)?;
+    let user = views::user_with_security(&state, p.user_id).await?;
     let orgs = state
         .store
         .list_user_orgs(p.user_id)
         .await
         .map_err(DomainError::from)?;
-    let (totp, recovery_left) = state.identity.security_summary(p.user_id).await?;
+    let totp = user.security.as_ref().is_some_and(|s| s.totp_enabled);
     let window = Duration::seconds(state.settings.auth.step_up_window_secs);
     Ok(ok(json!({
-        "user": views::user(&user, Some(alumia_types::dto::SecurityView {
-            totp_enabled: totp,
-            passkey_count: 0,
-            recovery_codes_remaining: recovery_left,
-        })),
+        "user": user,
         "currentOrgId": p.org.org_id().to_string(),
         "orgs": orgs.iter().map(views::org_role).collect::<Vec<_>>(),
         "role": p.role.as_str(),
@@ -165,7 +144,7 @@ pub async fn switch_org(
 pub async fn step_up(
     State(state): State<AppState>,
     Auth(p): Auth,
-    Extension(client): Extension<ClientInfo>,
+    Client(client): Client,
     ApiJson(req): ApiJson<StepUpRequest>,
 ) -> ApiResult<Response> {
     let session_id = p.require_browser_session()?;
@@ -205,7 +184,7 @@ pub async fn totp_enroll(State(state): State<AppState>, Auth(p): Auth) -> ApiRes
 pub async fn totp_confirm(
     State(state): State<AppState>,
     Auth(p): Auth,
-    Extension(client): Extension<ClientInfo>,
+    Client(client): Client,
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> ApiResult<Response> {
     let codes = state.identity.totp_confirm(&p, &req.code, &client).await?;
@@ -216,7 +195,7 @@ pub async fn totp_confirm(
 pub async fn totp_disable(
     State(state): State<AppState>,
     Auth(p): Auth,
-    Extension(client): Extension<ClientInfo>,
+    Client(client): Client,
 ) -> ApiResult<Response> {
     state.identity.totp_disable(&p, &client).await?;
     Ok(ok(json!({ "enabled": false })))

@@ -1,6 +1,5 @@
 use alumia_core::DomainError;
 use alumia_core::principal::PrincipalKind;
-use alumia_types::dto::SecurityView;
 use axum::extract::State;
 use axum::response::Response;
 use serde_json::json;
@@ -12,19 +11,13 @@ use crate::views::{self, ok};
 
 /// `GET /api/v1/me`: who this credential is, where, and with what.
 pub async fn get(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Response> {
-    let user = state
-        .store
-        .get_user(p.user_id)
-        .await
-        .map_err(DomainError::from)?
-        .ok_or(DomainError::NotFound)?;
+    let user = views::user_with_security(&state, p.user_id).await?;
     let org = state
         .store
         .get_org(p.org.org_id())
         .await
         .map_err(DomainError::from)?
         .ok_or(DomainError::NotFound)?;
-    let (totp, recovery_left) = state.identity.security_summary(p.user_id).await?;
     let principal = match &p.kind {
         PrincipalKind::ApiKey { key_id, prefix } => json!({
             "kind": "api_key", "keyId": key_id.to_string(), "keyPrefix": prefix, "scopes": p.scopes,
@@ -32,11 +25,7 @@ pub async fn get(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Resp
         PrincipalKind::Session { .. } => json!({ "kind": "session", "scopes": p.scopes }),
     };
     Ok(ok(json!({
-        "user": views::user(&user, Some(SecurityView {
-            totp_enabled: totp,
-            passkey_count: 0,
-            recovery_codes_remaining: recovery_left,
-        })),
+        "user": user,
         "org": views::org(&org),
         "role": p.role.as_str(),
         "principal": principal,

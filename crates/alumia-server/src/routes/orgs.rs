@@ -1,16 +1,15 @@
 //! The caller's orgs, the current org, and its members.
 
 use alumia_core::DomainError;
-use alumia_core::identity::{ClientInfo, KeyInvalidation};
+use alumia_core::identity::KeyInvalidation;
 use alumia_core::model::Role;
 use alumia_types::dto::CreateOrgRequest;
-use axum::Extension;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use serde_json::json;
 
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, Auth, parse_id};
+use crate::extract::{ApiJson, Auth, Client, parse_id};
 use crate::state::AppState;
 use crate::views::{self, ok};
 
@@ -32,7 +31,7 @@ pub async fn list(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Res
 pub async fn create(
     State(state): State<AppState>,
     Auth(p): Auth,
-    Extension(client): Extension<ClientInfo>,
+    Client(client): Client,
     ApiJson(req): ApiJson<CreateOrgRequest>,
 ) -> ApiResult<Response> {
     let org = state
@@ -72,7 +71,7 @@ pub async fn members(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<
 pub async fn remove_member(
     State(state): State<AppState>,
     Auth(p): Auth,
-    Extension(client): Extension<ClientInfo>,
+    Client(client): Client,
     Path(user_id): Path<String>,
 ) -> ApiResult<Response> {
     p.require_step_up(state.clock.now(), state.settings.auth.step_up_window_secs)?;

@@ -1,8 +1,8 @@
-use alumia_core::identity::{ClientInfo, SignupInput};
+use alumia_core::identity::SignupInput;
 use alumia_core::limits::Bucket;
 use alumia_types::dto::SetupRequest;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -43,14 +43,7 @@ pub async fn create(
             .into());
         }
     }
-    let client = ClientInfo {
-        ip: ip.0.to_string(),
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string(),
-    };
+    let client = crate::extract::client_info(ip, &headers);
     let (user, orgs, start) = state
         .identity
         .setup(

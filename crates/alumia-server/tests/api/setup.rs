@@ -119,7 +119,10 @@ async fn setup_from_a_foreign_origin_is_refused() {
 
 #[tokio::test]
 async fn behind_https_the_cookie_is_secure_and_hsts_is_sent() {
-    let app = TestApp::builder().public_url("https://alumia.example.com").spawn().await;
+    let app = TestApp::builder()
+        .public_url("https://alumia.example.com")
+        .spawn()
+        .await;
     let res = app
         .http
         .post(app.at("/api/v1/setup"))
@@ -129,8 +132,18 @@ async fn behind_https_the_cookie_is_secure_and_hsts_is_sent() {
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
-    assert!(res.headers()["set-cookie"].to_str().unwrap().contains("; Secure"));
-    assert!(res.headers()["strict-transport-security"].to_str().unwrap().starts_with("max-age="));
+    assert!(
+        res.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure")
+    );
+    assert!(
+        res.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .starts_with("max-age=")
+    );
     let res = app.http.get(app.at("/healthz")).send().await.unwrap();
     assert!(res.headers().contains_key("strict-transport-security"));
     // The page origin is the public URL; the socket's own address is foreign.
