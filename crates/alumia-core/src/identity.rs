@@ -308,10 +308,10 @@ impl Identity {
         Ok(self.store.count_users().await? == 0)
     }
 
+    /// Checks every field (all failures in one 422); returns the case-folded email.
     fn validate_signup(input: &SignupInput) -> DomainResult<String> {
-        let mut fields = std::collections::BTreeMap::new();
         let email = validate::email("email", &input.email);
-        for result in [
+        validate::all([
             email.as_ref().map(|_| ()).map_err(clone_fields),
             validate::password("password", &input.password),
             validate::org_slug("orgSlug", &input.org_slug),
@@ -320,17 +320,7 @@ impl Identity {
                 .name
                 .as_deref()
                 .map_or(Ok(()), |n| validate::text("name", n, 0, 120)),
-        ] {
-            if let Err(DomainError::Validation { fields: f, .. }) = result {
-                fields.extend(f);
-            }
-        }
-        if !fields.is_empty() {
-            return Err(DomainError::Validation {
-                reason: None,
-                fields,
-            });
-        }
+        ])?;
         email
     }
 
@@ -535,21 +525,10 @@ impl Identity {
         client: &ClientInfo,
     ) -> DomainResult<Org> {
         p.require_browser_session()?;
-        let mut fields = std::collections::BTreeMap::new();
-        for result in [
+        validate::all([
             validate::org_slug("slug", slug),
             validate::text("name", name, 1, 120),
-        ] {
-            if let Err(DomainError::Validation { fields: f, .. }) = result {
-                fields.extend(f);
-            }
-        }
-        if !fields.is_empty() {
-            return Err(DomainError::Validation {
-                reason: None,
-                fields,
-            });
-        }
+        ])?;
         let org = self.new_org(slug, name);
         self.store
             .create_org(&org, p.user_id)

@@ -2,6 +2,26 @@
 
 use crate::error::DomainError;
 
+/// Runs every check and reports all failing fields together (one 422).
+pub fn all(checks: impl IntoIterator<Item = Result<(), DomainError>>) -> Result<(), DomainError> {
+    let mut fields = std::collections::BTreeMap::new();
+    for check in checks {
+        match check {
+            Ok(()) => {}
+            Err(DomainError::Validation { fields: f, .. }) => fields.extend(f),
+            Err(other) => return Err(other),
+        }
+    }
+    if fields.is_empty() {
+        Ok(())
+    } else {
+        Err(DomainError::Validation {
+            reason: None,
+            fields,
+        })
+    }
+}
+
 pub fn char_len(s: &str) -> usize {
     s.chars().count()
 }
