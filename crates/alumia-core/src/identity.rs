@@ -339,8 +339,10 @@ impl Identity {
     }
 
     fn new_org(&self, slug: &str, name: &str) -> NewOrg {
+        let id = new_id();
         NewOrg {
-            id: new_id(),
+            default_agent: crate::agents::ala(id, self.now()),
+            id,
             slug: slug.to_string(),
             name: name.trim().to_string(),
             default_workspace_id: new_id(),

@@ -112,6 +112,8 @@ pub struct NewOrg {
     pub name: String,
     /// The "General" workspace created with the org.
     pub default_workspace_id: Uuid,
+    /// Ala, created in the same transaction.
+    pub default_agent: Agent,
     pub created_at: DateTime<Utc>,
 }
 
@@ -246,4 +248,46 @@ pub struct AuditEvent {
     pub target_id: String,
     pub data: serde_json::Value,
     pub created_at: DateTime<Utc>,
+}
+
+/// An agent. Ala (`is_default`) has no workspace and reports the org's model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub workspace_id: Option<Uuid>,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub avatar: String,
+    /// `None`: the org default (always for Ala).
+    pub model: Option<String>,
+    pub system_prompt: String,
+    pub allowed_tools: Vec<String>,
+    pub allowed_peers: Vec<String>,
+    pub allowed_connectors: Vec<String>,
+    pub skills: Vec<String>,
+    pub shared_workspace_ids: Vec<Uuid>,
+    pub settings: serde_json::Value,
+    pub is_default: bool,
+    pub is_active: bool,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// How a path names an agent: a UUID is an id, anything else a slug.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentRef {
+    Id(Uuid),
+    Slug(String),
+}
+
+impl AgentRef {
+    pub fn parse(raw: &str) -> AgentRef {
+        match Uuid::parse_str(raw) {
+            Ok(id) => AgentRef::Id(id),
+            Err(_) => AgentRef::Slug(raw.to_string()),
+        }
+    }
 }

@@ -171,6 +171,25 @@ pub trait Store: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> StoreResult<bool>;
 
+    // --- agents (scoped) -------------------------------------------------------
+
+    /// `Conflict("agent_slug")` when a live agent of the org has the slug.
+    async fn create_agent(&self, org: &OrgScope, agent: &Agent) -> StoreResult<()>;
+    /// A live (non-deleted) agent by id or slug.
+    async fn get_agent(&self, org: &OrgScope, agent: &AgentRef) -> StoreResult<Option<Agent>>;
+    /// Live agents, `updated_at` desc; `workspaces: Some(ids)` keeps Ala and
+    /// the agents of those workspaces only (None: every workspace).
+    async fn list_agents(
+        &self,
+        org: &OrgScope,
+        workspaces: Option<&[Uuid]>,
+        page: PageRequest,
+    ) -> StoreResult<Vec<Agent>>;
+    /// Writes every mutable field of a live agent (`NotFound` otherwise).
+    async fn update_agent(&self, org: &OrgScope, agent: &Agent) -> StoreResult<()>;
+    /// Soft delete; `NotFound` when already gone.
+    async fn delete_agent(&self, org: &OrgScope, id: Uuid, at: DateTime<Utc>) -> StoreResult<()>;
+
     // --- audit ----------------------------------------------------------------
 
     async fn record_audit(&self, org: &OrgScope, event: &AuditEvent) -> StoreResult<()>;

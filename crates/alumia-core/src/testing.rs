@@ -62,6 +62,7 @@ macro_rules! store_contract_tests {
             totp_pending_enable_steps_and_recovery_codes,
             second_factor_replays_race_to_one_winner,
             audit_events_newest_first_scoped_and_paged,
+            agents_are_scoped_soft_deleted_and_ala_comes_with_the_org,
             tenant_isolation,
         );
     };
@@ -126,8 +127,10 @@ impl Ctx {
     }
 
     fn new_org(&self, label: &str) -> NewOrg {
+        let id = new_id();
         NewOrg {
-            id: new_id(),
+            default_agent: crate::agents::ala(id, self.t0),
+            id,
             slug: self.slug(label),
             name: format!("Org {label}"),
             default_workspace_id: new_id(),
@@ -1928,6 +1931,161 @@ pub async fn audit_events_newest_first_scoped_and_paged(store: &dyn Store) {
 
 /// Two orgs with one owner each: every scoped read or write through org B's
 /// scope sees nothing of org A, and changes nothing there.
+pub async fn agents_are_scoped_soft_deleted_and_ala_comes_with_the_org(store: &dyn Store) {
+    use crate::model::{Agent, AgentRef};
+    let ctx = Ctx::new();
+    let owner = make_user(store, &ctx, "owner").await;
+    let (scope, org) = make_org(store, &ctx, "agents", owner).await;
+    let (other, _) = make_org(store, &ctx, "agents-other", owner).await;
+
+    let ala = ok(
+        store.get_agent(&scope, &AgentRef::Slug("ala".into())).await,
+        "get ala",
+    )
+    .expect("Ala is created with the org");
+    assert!(ala.is_default && ala.workspace_id.is_none() && ala.model.is_none());
+    assert_eq!(ala.id, org.default_agent.id);
+
+    let make = |slug: &str, secs: i64| Agent {
+        id: new_id(),
+        org_id: scope.org_id(),
+        workspace_id: Some(org.default_workspace_id),
+        name: slug.to_string(),
+        slug: slug.to_string(),
+        description: String::new(),
+        avatar: String::new(),
+        model: Some("dev/echo".into()),
+        system_prompt: "be brief".into(),
+        allowed_tools: vec!["echo".into()],
+        allowed_peers: vec!["*".into()],
+        allowed_connectors: vec![],
+        skills: vec![],
+        shared_workspace_ids: vec![],
+        settings: serde_json::json!({"temperature": 0.5}),
+        is_default: false,
+        is_active: true,
+        created_by: Some(owner),
+        created_at: ctx.t0 + chrono::Duration::seconds(secs),
+        updated_at: ctx.t0 + chrono::Duration::seconds(secs),
+    };
+    let a = make("writer", 10);
+    let b = make("editor", 20);
+    ok(store.create_agent(&scope, &a).await, "create a");
+    ok(store.create_agent(&scope, &b).await, "create b");
+    let dup = make("writer", 30);
+    assert!(matches!(
+        store.create_agent(&scope, &dup).await,
+        Err(StoreError::Conflict("agent_slug"))
+    ));
+    // Another org may use the same slug.
+    let mut theirs = make("writer", 30);
+    theirs.org_id = other.org_id();
+    theirs.workspace_id = None;
+    ok(
+        store.create_agent(&other, &theirs).await,
+        "same slug in another org",
+    );
+
+    let got = ok(
+        store.get_agent(&scope, &AgentRef::Id(a.id)).await,
+        "get by id",
+    )
+    .expect("a");
+    assert_eq!(got, a, "round trip keeps every field");
+    assert!(
+        ok(
+            store.get_agent(&other, &AgentRef::Id(a.id)).await,
+            "foreign"
+        )
+        .is_none()
+    );
+
+    let page = |limit| PageRequest { limit, after: None };
+    let listed = ok(store.list_agents(&scope, None, page(10)).await, "list");
+    let slugs: Vec<&str> = listed.iter().map(|x| x.slug.as_str()).collect();
+    assert_eq!(slugs, ["editor", "writer", "ala"], "updated_at desc");
+    let only_ala = ok(
+        store.list_agents(&scope, Some(&[]), page(10)).await,
+        "no workspaces",
+    );
+    assert_eq!(
+        only_ala.iter().map(|x| x.slug.as_str()).collect::<Vec<_>>(),
+        ["ala"]
+    );
+    let reach = [org.default_workspace_id];
+    assert_eq!(
+        ok(
+            store.list_agents(&scope, Some(&reach), page(10)).await,
+            "reach"
+        )
+        .len(),
+        3
+    );
+    let first = ok(store.list_agents(&scope, None, page(1)).await, "page 1");
+    let after = Some((crate::clock::to_millis(first[0].updated_at), first[0].id));
+    let second = ok(
+        store
+            .list_agents(&scope, None, PageRequest { limit: 1, after })
+            .await,
+        "page 2",
+    );
+    assert_eq!(second[0].slug, "writer");
+
+    let mut renamed = a.clone();
+    renamed.name = "Writer Two".into();
+    renamed.slug = "editor".into();
+    assert!(matches!(
+        store.update_agent(&scope, &renamed).await,
+        Err(StoreError::Conflict("agent_slug"))
+    ));
+    renamed.slug = "writer-two".into();
+    renamed.updated_at = ctx.t0 + chrono::Duration::seconds(40);
+    ok(store.update_agent(&scope, &renamed).await, "update");
+    assert!(matches!(
+        store.update_agent(&other, &renamed).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        ok(
+            store
+                .get_agent(&scope, &AgentRef::Slug("writer-two".into()))
+                .await,
+            "by new slug"
+        )
+        .map(|x| x.name),
+        Some("Writer Two".to_string())
+    );
+
+    assert!(matches!(
+        store.delete_agent(&other, a.id, ctx.t0).await,
+        Err(StoreError::NotFound)
+    ));
+    ok(store.delete_agent(&scope, a.id, ctx.t0).await, "delete");
+    assert!(
+        ok(
+            store.get_agent(&scope, &AgentRef::Id(a.id)).await,
+            "deleted"
+        )
+        .is_none()
+    );
+    assert!(matches!(
+        store.delete_agent(&scope, a.id, ctx.t0).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        matches!(
+            store.delete_agent(&scope, ala.id, ctx.t0).await,
+            Err(StoreError::NotFound)
+        ),
+        "Ala is never deleted"
+    );
+    // The slug of a deleted agent is free again.
+    ok(
+        store.create_agent(&scope, &make("writer-two", 50)).await,
+        "reuse slug",
+    );
+}
+
 pub async fn tenant_isolation(store: &dyn Store) {
     let ctx = Ctx::new();
     let alice = make_user(store, &ctx, "alice").await;

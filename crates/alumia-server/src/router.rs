@@ -51,6 +51,13 @@ pub fn authed_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         ("/api/v1/api-keys/{id}", delete(api_keys::revoke)),
         ("/api/v1/models", get(models::list)),
+        ("/api/v1/agents", get(agents::list).post(agents::create)),
+        (
+            "/api/v1/agents/{id}",
+            get(agents::get)
+                .patch(agents::update)
+                .delete(agents::delete),
+        ),
         ("/api/v1/audit-events", get(audit::list)),
     ]
 }

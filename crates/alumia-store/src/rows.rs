@@ -289,3 +289,61 @@ impl From<AuditRow> for AuditEvent {
         }
     }
 }
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AgentRow {
+    pub id: String,
+    pub org_id: String,
+    pub workspace_id: Option<String>,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub avatar: String,
+    pub model: Option<String>,
+    pub system_prompt: String,
+    pub allowed_tools: String,
+    pub allowed_peers: String,
+    pub allowed_connectors: String,
+    pub skills: String,
+    pub shared_workspace_ids: String,
+    pub settings: String,
+    pub is_default: bool,
+    pub is_active: bool,
+    pub created_by: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+fn json_list(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+impl From<AgentRow> for Agent {
+    fn from(r: AgentRow) -> Agent {
+        Agent {
+            id: uuid(&r.id),
+            org_id: uuid(&r.org_id),
+            workspace_id: opt_uuid(r.workspace_id),
+            name: r.name,
+            slug: r.slug,
+            description: r.description,
+            avatar: r.avatar,
+            model: r.model,
+            system_prompt: r.system_prompt,
+            allowed_tools: json_list(&r.allowed_tools),
+            allowed_peers: json_list(&r.allowed_peers),
+            allowed_connectors: json_list(&r.allowed_connectors),
+            skills: json_list(&r.skills),
+            shared_workspace_ids: json_list(&r.shared_workspace_ids)
+                .iter()
+                .map(|s| uuid(s))
+                .collect(),
+            settings: serde_json::from_str(&r.settings).unwrap_or_default(),
+            is_default: r.is_default,
+            is_active: r.is_active,
+            created_by: opt_uuid(r.created_by),
+            created_at: from_millis(r.created_at),
+            updated_at: from_millis(r.updated_at),
+        }
+    }
+}

@@ -89,8 +89,49 @@ macro_rules! impl_sql_store {
                 .execute(&mut **tx)
                 .await
                 .map_err(err)?;
+                Self::insert_agent(&mut **tx, org.id, &org.default_agent).await?;
                 Ok(())
             }
+
+            async fn insert_agent<'c, E>(exec: E, org: Uuid, a: &Agent) -> StoreResult<()>
+            where
+                E: sqlx::Executor<'c, Database = <Self as EngineDb>::Db>,
+            {
+                sqlx::query(
+                    "INSERT INTO agents (id, org_id, workspace_id, name, slug, description, avatar, model, \
+                     system_prompt, allowed_tools, allowed_peers, allowed_connectors, skills, shared_workspace_ids, \
+                     settings, is_default, is_active, created_by, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                )
+                .bind(a.id.to_string())
+                .bind(org.to_string())
+                .bind(a.workspace_id.map(|u| u.to_string()))
+                .bind(&a.name)
+                .bind(&a.slug)
+                .bind(&a.description)
+                .bind(&a.avatar)
+                .bind(&a.model)
+                .bind(&a.system_prompt)
+                .bind(json_text(&a.allowed_tools))
+                .bind(json_text(&a.allowed_peers))
+                .bind(json_text(&a.allowed_connectors))
+                .bind(json_text(&a.skills))
+                .bind(json_text(&a.shared_workspace_ids))
+                .bind(a.settings.to_string())
+                .bind(a.is_default)
+                .bind(a.is_active)
+                .bind(a.created_by.map(|u| u.to_string()))
+                .bind(to_millis(a.created_at))
+                .bind(to_millis(a.updated_at))
+                .execute(exec)
+                .await
+                .map_err(|e| classify(e, "agent_slug"))?;
+                Ok(())
+            }
+        }
+
+        fn json_text<T: serde::Serialize>(v: &T) -> String {
+            serde_json::to_string(v).expect("lists serialise")
         }
 
         #[async_trait::async_trait]
@@ -615,6 +656,110 @@ macro_rules! impl_sql_store {
                 .await
                 .map_err(err)?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn create_agent(&self, org: &OrgScope, agent: &Agent) -> StoreResult<()> {
+                Self::insert_agent(&self.pool, org.org_id(), agent).await
+            }
+
+            async fn get_agent(&self, org: &OrgScope, agent: &AgentRef) -> StoreResult<Option<Agent>> {
+                let (column, value) = match agent {
+                    AgentRef::Id(id) => ("id", id.to_string()),
+                    AgentRef::Slug(slug) => ("slug", slug.clone()),
+                };
+                let sql = format!(
+                    "SELECT * FROM agents WHERE org_id = $1 AND {column} = $2 AND deleted_at IS NULL"
+                );
+                let row: Option<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(org.org_id().to_string())
+                    .bind(value)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(err)?;
+                Ok(row.map(Agent::from))
+            }
+
+            async fn list_agents(
+                &self,
+                org: &OrgScope,
+                workspaces: Option<&[Uuid]>,
+                page: PageRequest,
+            ) -> StoreResult<Vec<Agent>> {
+                // Workspace ids are bound as parameters $5.. (never spliced in).
+                let filter = match workspaces {
+                    None => String::new(),
+                    Some(ids) => {
+                        let params: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
+                        let list = if params.is_empty() { "NULL".to_string() } else { params.join(", ") };
+                        format!(" AND (workspace_id IS NULL OR workspace_id IN ({list}))")
+                    }
+                };
+                let sql = format!(
+                    "SELECT * FROM agents WHERE org_id = $1 AND deleted_at IS NULL \
+                       AND ($2 IS NULL OR updated_at < $2 OR (updated_at = $2 AND id < $3)){filter} \
+                     ORDER BY updated_at DESC, id DESC LIMIT $4"
+                );
+                let mut query = sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(org.org_id().to_string())
+                    .bind(page.after.map(|a| a.0))
+                    .bind(page.after.map(|a| a.1.to_string()))
+                    .bind(i64::from(page.limit));
+                for id in workspaces.unwrap_or_default() {
+                    query = query.bind(id.to_string());
+                }
+                let rows = query.fetch_all(&self.pool).await.map_err(err)?;
+                Ok(rows.into_iter().map(Agent::from).collect())
+            }
+
+            async fn update_agent(&self, org: &OrgScope, a: &Agent) -> StoreResult<()> {
+                let done = sqlx::query(
+                    "UPDATE agents SET workspace_id = $3, name = $4, slug = $5, description = $6, avatar = $7, \
+                     model = $8, system_prompt = $9, allowed_tools = $10, allowed_peers = $11, \
+                     allowed_connectors = $12, skills = $13, shared_workspace_ids = $14, settings = $15, \
+                     is_active = $16, updated_at = $17 \
+                     WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL",
+                )
+                .bind(org.org_id().to_string())
+                .bind(a.id.to_string())
+                .bind(a.workspace_id.map(|u| u.to_string()))
+                .bind(&a.name)
+                .bind(&a.slug)
+                .bind(&a.description)
+                .bind(&a.avatar)
+                .bind(&a.model)
+                .bind(&a.system_prompt)
+                .bind(json_text(&a.allowed_tools))
+                .bind(json_text(&a.allowed_peers))
+                .bind(json_text(&a.allowed_connectors))
+                .bind(json_text(&a.skills))
+                .bind(json_text(&a.shared_workspace_ids))
+                .bind(a.settings.to_string())
+                .bind(a.is_active)
+                .bind(to_millis(a.updated_at))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| classify(e, "agent_slug"))?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn delete_agent(&self, org: &OrgScope, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
+                let done = sqlx::query(
+                    "UPDATE agents SET deleted_at = $3, updated_at = $3 \
+                     WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL AND is_default = FALSE",
+                )
+                .bind(org.org_id().to_string())
+                .bind(id.to_string())
+                .bind(to_millis(at))
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
             }
 
             async fn record_audit(&self, org: &OrgScope, e: &AuditEvent) -> StoreResult<()> {

@@ -189,3 +189,58 @@ pub struct CreateOrgRequest {
     pub slug: String,
     pub name: String,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentView {
+    pub id: String,
+    pub org_id: String,
+    pub workspace_id: Option<String>,
+    pub shared_workspace_ids: Vec<String>,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub avatar: String,
+    pub model: String,
+    pub system_prompt: String,
+    pub allowed_tools: Vec<String>,
+    pub allowed_peers: Vec<String>,
+    pub allowed_connectors: Vec<String>,
+    pub skills: Vec<String>,
+    pub is_default: bool,
+    pub is_active: bool,
+    pub settings: Value,
+    pub created_by: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Create and (partial) update of an agent: absent or null leaves a field alone.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub slug: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub avatar: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub allowed_tools: Option<Vec<String>>,
+    #[serde(default)]
+    pub allowed_peers: Option<Vec<String>>,
+    #[serde(default)]
+    pub allowed_connectors: Option<Vec<String>>,
+    #[serde(default)]
+    pub is_active: Option<bool>,
+    #[serde(default)]
+    pub settings: Option<Value>,
+}

@@ -1,6 +1,7 @@
 //! One module per resource. Handlers parse at the edge, call the identity
 //! service or the store with the principal's org scope, and wrap the result.
 
+pub mod agents;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;

@@ -10,10 +10,13 @@ use crate::error::ApiResult;
 use crate::extract::Auth;
 use crate::views;
 
+/// Ids of the catalogue, for checks such as an agent's `model`.
+pub const CATALOG_IDS: [&str; 1] = ["dev/echo"];
+
 /// The built-in development model: deterministic, no network.
 pub fn catalog() -> Vec<ModelView> {
     vec![ModelView {
-        id: "dev/echo".into(),
+        id: CATALOG_IDS[0].into(),
         provider: "dev".into(),
         name: "Echo (built-in development model)".into(),
         context_window: 131_072,

@@ -2,6 +2,7 @@
 //! server (SQLite by default). Modules named `pg` and `redis` need those
 //! services; the README's test command skips them, `.ci/run` runs them.
 
+mod agents;
 mod api_keys;
 mod csrf;
 mod envelope;

@@ -211,3 +211,41 @@ async fn malformed_keys_are_refused_without_touching_the_database() {
     app.stop().await;
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn agents_work_on_postgres() {
+    let db = fresh_pg_database().await;
+    let app = TestApp::builder()
+        .db(TestDb::Url(db.url.clone()))
+        .spawn()
+        .await;
+    let mut browser = app.browser();
+    browser.setup("owner@example.com", "acme").await;
+    let (status, body) = read(
+        browser
+            .post("/api/v1/agents", json!({"name": "Writer"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = read(
+        browser
+            .post("/api/v1/agents", json!({"name": "Writer"}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["data"]["slug"].as_str()),
+        (201, Some("writer-2"))
+    );
+    let (_, list) = read(browser.get("/api/v1/agents").await).await;
+    let slugs: Vec<&str> = list["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, ["writer-2", "writer", "ala"]);
+    app.stop().await;
+    db.drop_db().await;
+}
