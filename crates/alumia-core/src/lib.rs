@@ -14,6 +14,7 @@ pub mod model;
 pub mod password;
 pub mod principal;
 pub mod scope;
+pub mod sessions;
 pub mod store;
 pub mod totp;
 pub mod validate;

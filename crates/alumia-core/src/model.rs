@@ -291,3 +291,41 @@ impl AgentRef {
         }
     }
 }
+
+/// A conversation (spec 03 §2). Named `ChatSession` to keep it apart from
+/// browser sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatSession {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub workspace_id: Uuid,
+    pub project_id: Option<Uuid>,
+    pub agent_id: Option<Uuid>,
+    pub user_id: Uuid,
+    pub label: String,
+    pub status: String,
+    pub relationship: String,
+    pub running_turn: Option<serde_json::Value>,
+    pub metadata: serde_json::Value,
+    pub message_count: i64,
+    pub last_message_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Participant {
+    /// `user` or `agent`.
+    pub kind: String,
+    pub id: Uuid,
+    pub joined_at: DateTime<Utc>,
+}
+
+/// Filters of `GET /api/v1/sessions`.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub agent_id: Option<Uuid>,
+    pub status: Option<String>,
+    /// Archived sessions are listed only when asked for by status.
+    pub include_archived: bool,
+}

@@ -190,6 +190,38 @@ pub trait Store: Send + Sync + 'static {
     /// Soft delete; `NotFound` when already gone.
     async fn delete_agent(&self, org: &OrgScope, id: Uuid, at: DateTime<Utc>) -> StoreResult<()>;
 
+    // --- chat sessions (scoped) ----------------------------------------------------
+
+    /// Inserts the session and its first participants in one transaction.
+    async fn create_chat_session(
+        &self,
+        org: &OrgScope,
+        session: &ChatSession,
+        participants: &[Participant],
+    ) -> StoreResult<()>;
+    async fn get_chat_session(&self, org: &OrgScope, id: Uuid) -> StoreResult<Option<ChatSession>>;
+    /// Live sessions, `updated_at` desc, in the given workspaces (None: all).
+    async fn list_chat_sessions(
+        &self,
+        org: &OrgScope,
+        workspaces: Option<&[Uuid]>,
+        filter: &SessionFilter,
+        page: PageRequest,
+    ) -> StoreResult<Vec<ChatSession>>;
+    /// Writes label, status, metadata and `updated_at` of a live session.
+    async fn update_chat_session(&self, org: &OrgScope, session: &ChatSession) -> StoreResult<()>;
+    async fn delete_chat_session(
+        &self,
+        org: &OrgScope,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn list_participants(
+        &self,
+        org: &OrgScope,
+        session: Uuid,
+    ) -> StoreResult<Vec<Participant>>;
+
     // --- audit ----------------------------------------------------------------
 
     async fn record_audit(&self, org: &OrgScope, event: &AuditEvent) -> StoreResult<()>;

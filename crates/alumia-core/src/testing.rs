@@ -63,6 +63,7 @@ macro_rules! store_contract_tests {
             second_factor_replays_race_to_one_winner,
             audit_events_newest_first_scoped_and_paged,
             agents_are_scoped_soft_deleted_and_ala_comes_with_the_org,
+            chat_sessions_keep_participants_filter_and_soft_delete,
             tenant_isolation,
         );
     };
@@ -2084,6 +2085,161 @@ pub async fn agents_are_scoped_soft_deleted_and_ala_comes_with_the_org(store: &d
         store.create_agent(&scope, &make("writer-two", 50)).await,
         "reuse slug",
     );
+}
+
+pub async fn chat_sessions_keep_participants_filter_and_soft_delete(store: &dyn Store) {
+    use crate::model::{ChatSession, Participant, SessionFilter};
+    let ctx = Ctx::new();
+    let owner = make_user(store, &ctx, "owner").await;
+    let (scope, org) = make_org(store, &ctx, "chat", owner).await;
+    let (other, _) = make_org(store, &ctx, "chat-other", owner).await;
+    let agent = org.default_agent.id;
+    let make = |label: &str, secs: i64, with_agent: bool, status: &str| ChatSession {
+        id: new_id(),
+        org_id: scope.org_id(),
+        workspace_id: org.default_workspace_id,
+        project_id: None,
+        agent_id: with_agent.then_some(agent),
+        user_id: owner,
+        label: label.into(),
+        status: status.into(),
+        relationship: "direct".into(),
+        running_turn: None,
+        metadata: serde_json::json!({"k": label}),
+        message_count: 0,
+        last_message_at: None,
+        created_at: ctx.t0 + chrono::Duration::seconds(secs),
+        updated_at: ctx.t0 + chrono::Duration::seconds(secs),
+    };
+    let joined = |kind: &str, id: Uuid| Participant {
+        kind: kind.into(),
+        id,
+        joined_at: ctx.t0,
+    };
+    let a = make("a", 10, true, "active");
+    let b = make("b", 20, false, "active");
+    let c = make("c", 30, true, "archived");
+    ok(
+        store
+            .create_chat_session(&scope, &a, &[joined("user", owner), joined("agent", agent)])
+            .await,
+        "create a",
+    );
+    ok(
+        store
+            .create_chat_session(&scope, &b, &[joined("user", owner)])
+            .await,
+        "create b",
+    );
+    ok(
+        store
+            .create_chat_session(&scope, &c, &[joined("user", owner)])
+            .await,
+        "create c",
+    );
+
+    assert_eq!(
+        ok(store.get_chat_session(&scope, a.id).await, "get").as_ref(),
+        Some(&a)
+    );
+    assert!(ok(store.get_chat_session(&other, a.id).await, "foreign get").is_none());
+    assert_eq!(
+        ok(store.list_participants(&scope, a.id).await, "participants").len(),
+        2
+    );
+    assert!(
+        ok(
+            store.list_participants(&other, a.id).await,
+            "foreign participants"
+        )
+        .is_empty()
+    );
+
+    let page = PageRequest {
+        limit: 10,
+        after: None,
+    };
+    let labels = |v: Vec<ChatSession>| v.into_iter().map(|s| s.label).collect::<Vec<_>>();
+    let all = ok(
+        store
+            .list_chat_sessions(&scope, None, &SessionFilter::default(), page)
+            .await,
+        "list",
+    );
+    assert_eq!(labels(all), ["b", "a"], "archived hidden, updated desc");
+    let by_agent = SessionFilter {
+        agent_id: Some(agent),
+        ..SessionFilter::default()
+    };
+    assert_eq!(
+        labels(ok(
+            store
+                .list_chat_sessions(&scope, None, &by_agent, page)
+                .await,
+            "agent"
+        )),
+        ["a"]
+    );
+    let archived = SessionFilter {
+        status: Some("archived".into()),
+        include_archived: true,
+        ..SessionFilter::default()
+    };
+    assert_eq!(
+        labels(ok(
+            store
+                .list_chat_sessions(&scope, None, &archived, page)
+                .await,
+            "archived"
+        )),
+        ["c"]
+    );
+    assert!(
+        ok(
+            store
+                .list_chat_sessions(&scope, Some(&[]), &SessionFilter::default(), page)
+                .await,
+            "no reach"
+        )
+        .is_empty()
+    );
+    assert!(
+        ok(
+            store
+                .list_chat_sessions(&other, None, &SessionFilter::default(), page)
+                .await,
+            "other org"
+        )
+        .is_empty()
+    );
+
+    let mut renamed = b.clone();
+    renamed.label = "b2".into();
+    renamed.status = "idle".into();
+    renamed.updated_at = ctx.t0 + chrono::Duration::seconds(40);
+    assert!(matches!(
+        store.update_chat_session(&other, &renamed).await,
+        Err(StoreError::NotFound)
+    ));
+    ok(store.update_chat_session(&scope, &renamed).await, "update");
+    assert_eq!(
+        ok(store.get_chat_session(&scope, b.id).await, "reread").map(|s| (s.label, s.status)),
+        Some(("b2".into(), "idle".into()))
+    );
+
+    assert!(matches!(
+        store.delete_chat_session(&other, b.id, ctx.t0).await,
+        Err(StoreError::NotFound)
+    ));
+    ok(
+        store.delete_chat_session(&scope, b.id, ctx.t0).await,
+        "delete",
+    );
+    assert!(ok(store.get_chat_session(&scope, b.id).await, "deleted").is_none());
+    assert!(matches!(
+        store.delete_chat_session(&scope, b.id, ctx.t0).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 pub async fn tenant_isolation(store: &dyn Store) {

@@ -58,6 +58,17 @@ pub fn authed_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
                 .patch(agents::update)
                 .delete(agents::delete),
         ),
+        ("/api/v1/agents/{id}/sessions", get(sessions::of_agent)),
+        (
+            "/api/v1/sessions",
+            get(sessions::list).post(sessions::create),
+        ),
+        (
+            "/api/v1/sessions/{id}",
+            get(sessions::get)
+                .patch(sessions::update)
+                .delete(sessions::delete),
+        ),
         ("/api/v1/audit-events", get(audit::list)),
     ]
 }

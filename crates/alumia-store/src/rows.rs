@@ -347,3 +347,61 @@ impl From<AgentRow> for Agent {
         }
     }
 }
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ChatSessionRow {
+    pub id: String,
+    pub org_id: String,
+    pub workspace_id: String,
+    pub project_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub user_id: String,
+    pub label: String,
+    pub status: String,
+    pub relationship: String,
+    pub running_turn: Option<String>,
+    pub metadata: String,
+    pub message_count: i64,
+    pub last_message_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<ChatSessionRow> for ChatSession {
+    fn from(r: ChatSessionRow) -> ChatSession {
+        ChatSession {
+            id: uuid(&r.id),
+            org_id: uuid(&r.org_id),
+            workspace_id: uuid(&r.workspace_id),
+            project_id: opt_uuid(r.project_id),
+            agent_id: opt_uuid(r.agent_id),
+            user_id: uuid(&r.user_id),
+            label: r.label,
+            status: r.status,
+            relationship: r.relationship,
+            running_turn: r.running_turn.and_then(|t| serde_json::from_str(&t).ok()),
+            metadata: serde_json::from_str(&r.metadata).unwrap_or_default(),
+            message_count: r.message_count,
+            last_message_at: r.last_message_at.map(from_millis),
+            created_at: from_millis(r.created_at),
+            updated_at: from_millis(r.updated_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ParticipantRow {
+    pub kind: String,
+    pub participant_id: String,
+    pub joined_at: i64,
+}
+
+impl From<ParticipantRow> for Participant {
+    fn from(r: ParticipantRow) -> Participant {
+        Participant {
+            kind: r.kind,
+            id: uuid(&r.participant_id),
+            joined_at: from_millis(r.joined_at),
+        }
+    }
+}

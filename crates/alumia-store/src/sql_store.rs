@@ -762,6 +762,150 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            async fn create_chat_session(
+                &self,
+                org: &OrgScope,
+                c: &ChatSession,
+                participants: &[Participant],
+            ) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO chat_sessions (id, org_id, workspace_id, project_id, agent_id, user_id, label, \
+                     status, relationship, running_turn, metadata, message_count, last_message_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, 0, NULL, $11, $11)",
+                )
+                .bind(c.id.to_string())
+                .bind(org.org_id().to_string())
+                .bind(c.workspace_id.to_string())
+                .bind(c.project_id.map(|u| u.to_string()))
+                .bind(c.agent_id.map(|u| u.to_string()))
+                .bind(c.user_id.to_string())
+                .bind(&c.label)
+                .bind(&c.status)
+                .bind(&c.relationship)
+                .bind(c.metadata.to_string())
+                .bind(to_millis(c.created_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+                for p in participants {
+                    sqlx::query(
+                        "INSERT INTO session_participants (session_id, kind, participant_id, joined_at) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(c.id.to_string())
+                    .bind(&p.kind)
+                    .bind(p.id.to_string())
+                    .bind(to_millis(p.joined_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                }
+                tx.commit().await.map_err(err)?;
+                Ok(())
+            }
+
+            async fn get_chat_session(&self, org: &OrgScope, id: Uuid) -> StoreResult<Option<ChatSession>> {
+                let row: Option<ChatSessionRow> = sqlx::query_as(
+                    "SELECT * FROM chat_sessions WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL",
+                )
+                .bind(org.org_id().to_string())
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?;
+                Ok(row.map(ChatSession::from))
+            }
+
+            async fn list_chat_sessions(
+                &self,
+                org: &OrgScope,
+                workspaces: Option<&[Uuid]>,
+                filter: &SessionFilter,
+                page: PageRequest,
+            ) -> StoreResult<Vec<ChatSession>> {
+                // Workspace ids are bound as parameters $8.. (never spliced in).
+                let reach = match workspaces {
+                    None => String::new(),
+                    Some(ids) => {
+                        let params: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 8)).collect();
+                        let list = if params.is_empty() { "NULL".to_string() } else { params.join(", ") };
+                        format!(" AND workspace_id IN ({list})")
+                    }
+                };
+                let sql = format!(
+                    "SELECT * FROM chat_sessions WHERE org_id = $1 AND deleted_at IS NULL \
+                       AND ($2 IS NULL OR updated_at < $2 OR (updated_at = $2 AND id < $3)) \
+                       AND ($5 IS NULL OR agent_id = $5) \
+                       AND ($6 IS NULL OR status = $6) \
+                       AND ($7 OR status <> 'archived'){reach} \
+                     ORDER BY updated_at DESC, id DESC LIMIT $4"
+                );
+                let mut query = sqlx::query_as::<_, ChatSessionRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(org.org_id().to_string())
+                    .bind(page.after.map(|a| a.0))
+                    .bind(page.after.map(|a| a.1.to_string()))
+                    .bind(i64::from(page.limit))
+                    .bind(filter.agent_id.map(|u| u.to_string()))
+                    .bind(filter.status.clone())
+                    .bind(filter.include_archived);
+                for id in workspaces.unwrap_or_default() {
+                    query = query.bind(id.to_string());
+                }
+                let rows = query.fetch_all(&self.pool).await.map_err(err)?;
+                Ok(rows.into_iter().map(ChatSession::from).collect())
+            }
+
+            async fn update_chat_session(&self, org: &OrgScope, c: &ChatSession) -> StoreResult<()> {
+                let done = sqlx::query(
+                    "UPDATE chat_sessions SET label = $3, status = $4, metadata = $5, updated_at = $6 \
+                     WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL",
+                )
+                .bind(org.org_id().to_string())
+                .bind(c.id.to_string())
+                .bind(&c.label)
+                .bind(&c.status)
+                .bind(c.metadata.to_string())
+                .bind(to_millis(c.updated_at))
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn delete_chat_session(&self, org: &OrgScope, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
+                let done = sqlx::query(
+                    "UPDATE chat_sessions SET deleted_at = $3, running_turn = NULL \
+                     WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL",
+                )
+                .bind(org.org_id().to_string())
+                .bind(id.to_string())
+                .bind(to_millis(at))
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn list_participants(&self, org: &OrgScope, session: Uuid) -> StoreResult<Vec<Participant>> {
+                let rows: Vec<ParticipantRow> = sqlx::query_as(
+                    "SELECT p.kind, p.participant_id, p.joined_at FROM session_participants p \
+                     JOIN chat_sessions c ON c.id = p.session_id \
+                     WHERE c.org_id = $1 AND p.session_id = $2 ORDER BY p.joined_at, p.kind, p.participant_id",
+                )
+                .bind(org.org_id().to_string())
+                .bind(session.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+                Ok(rows.into_iter().map(Participant::from).collect())
+            }
+
             async fn record_audit(&self, org: &OrgScope, e: &AuditEvent) -> StoreResult<()> {
                 let result = sqlx::query(
                     "INSERT INTO audit_events (id, org_id, type, actor_kind, actor_user_id, actor_key_id, ip, \

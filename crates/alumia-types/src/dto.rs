@@ -244,3 +244,52 @@ pub struct AgentRequest {
     #[serde(default)]
     pub settings: Option<Value>,
 }
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRequest {
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub project_id: Option<String>,
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantView {
+    pub kind: String,
+    pub id: String,
+    pub joined_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    pub id: String,
+    pub org_id: String,
+    pub workspace_id: String,
+    pub project_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub user_id: String,
+    pub label: String,
+    pub status: String,
+    pub relationship: String,
+    pub running_turn: Option<Value>,
+    pub metadata: Value,
+    pub message_count: i64,
+    pub last_message_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub participants: Option<Vec<ParticipantView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_avatar: Option<String>,
+}

@@ -11,6 +11,7 @@ pub mod meta;
 pub mod models;
 pub mod orgs;
 pub mod pages;
+pub mod sessions;
 pub mod setup;
 pub mod workspaces;
 

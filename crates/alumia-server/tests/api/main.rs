@@ -13,6 +13,7 @@ mod pg;
 mod rate_limits;
 mod redis;
 mod scopes;
+mod sessions;
 mod setup;
 mod step_up;
 mod tenancy;

@@ -249,3 +249,35 @@ async fn agents_work_on_postgres() {
     app.stop().await;
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn sessions_work_on_postgres() {
+    let db = fresh_pg_database().await;
+    let app = TestApp::builder()
+        .db(TestDb::Url(db.url.clone()))
+        .spawn()
+        .await;
+    let mut browser = app.browser();
+    browser.setup("owner@example.com", "acme").await;
+    let (status, body) = read(
+        browser
+            .post("/api/v1/sessions", json!({"agentId": "ala", "label": "pg"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["participants"].as_array().unwrap().len(), 2);
+    let id = body["data"]["id"].as_str().unwrap().to_string();
+    let res = browser
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/sessions/{id}"),
+            Some(json!({"status": "idle"})),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let (_, list) = read(browser.get("/api/v1/sessions?status=idle").await).await;
+    assert_eq!(list["data"]["items"][0]["agentName"], "Ala");
+    app.stop().await;
+    db.drop_db().await;
+}
