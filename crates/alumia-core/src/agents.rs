@@ -112,18 +112,6 @@ pub struct Agents<'a> {
 }
 
 impl Agents<'_> {
-    /// Workspace ids the principal reaches; `None` for admins (all).
-    async fn reach(&self, p: &Principal) -> DomainResult<Option<Vec<Uuid>>> {
-        if p.role.is_admin() {
-            return Ok(None);
-        }
-        let ws = self
-            .store
-            .list_workspaces(&p.org, p.user_id, p.role)
-            .await?;
-        Ok(Some(ws.into_iter().map(|w| w.id).collect()))
-    }
-
     fn visible(agent: &Agent, reach: &Option<Vec<Uuid>>) -> bool {
         match (reach, agent.workspace_id) {
             (None, _) | (_, None) => true,
@@ -153,7 +141,7 @@ impl Agents<'_> {
 
     pub async fn list(&self, p: &Principal, page: PageRequest) -> DomainResult<Vec<Agent>> {
         self.ensure_ala(p).await?;
-        let reach = self.reach(p).await?;
+        let reach = crate::access::reachable_workspaces(self.store, p).await?;
         Ok(self
             .store
             .list_agents(&p.org, reach.as_deref(), page)
@@ -167,18 +155,17 @@ impl Agents<'_> {
             .get_agent(&p.org, &AgentRef::parse(raw))
             .await?
             .ok_or(DomainError::NotFound)?;
-        if !Self::visible(&agent, &self.reach(p).await?) {
+        if !Self::visible(
+            &agent,
+            &crate::access::reachable_workspaces(self.store, p).await?,
+        ) {
             return Err(DomainError::NotFound);
         }
         Ok(agent)
     }
 
     async fn check_workspace(&self, p: &Principal, raw: &str) -> DomainResult<Uuid> {
-        let invalid = || DomainError::BadRequest {
-            reason: "invalid_reference",
-            message: "no accessible workspace has that id".into(),
-            fields: [("workspaceId".to_string(), "unknown workspace".to_string())].into(),
-        };
+        let invalid = || DomainError::invalid_reference("workspaceId");
         let id = Uuid::parse_str(raw).map_err(|_| invalid())?;
         self.store
             .get_workspace(&p.org, p.user_id, p.role, id)
@@ -260,18 +247,7 @@ impl Agents<'_> {
         self.check_privileged(p, &input)?;
         let workspace_id = match input.workspace_id.as_deref() {
             Some(raw) => self.check_workspace(p, raw).await?,
-            None => match p.active_workspace_id {
-                Some(id) => id,
-                None => {
-                    self.store
-                        .list_workspaces(&p.org, p.user_id, p.role)
-                        .await?
-                        .into_iter()
-                        .find(|w| w.is_default)
-                        .ok_or(DomainError::NotFound)?
-                        .id
-                }
-            },
+            None => crate::access::active_or_default_workspace(self.store, p).await?,
         };
         let mut agent = Agent {
             id: new_id(),

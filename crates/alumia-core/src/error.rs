@@ -99,6 +99,15 @@ impl DomainError {
         }
     }
 
+    /// `400 invalid_reference`: a referenced id that is unknown or invisible.
+    pub fn invalid_reference(field: &str) -> Self {
+        DomainError::BadRequest {
+            reason: "invalid_reference",
+            message: format!("no accessible object matches {field}"),
+            fields: [(field.to_string(), "unknown or inaccessible".to_string())].into(),
+        }
+    }
+
     pub fn unauthorized(reason: &'static str, message: &'static str) -> Self {
         DomainError::Unauthorized { reason, message }
     }

@@ -2,6 +2,7 @@
 //! credential becomes a [`Principal`] scoped to one org, and the contracts the
 //! store and the rate limiter implement. No HTTP, no SQL.
 
+pub mod access;
 pub mod agents;
 pub mod clock;
 pub mod crypto;

@@ -38,26 +38,7 @@ pub struct Sessions<'a> {
     pub now: DateTime<Utc>,
 }
 
-fn invalid_reference(field: &str) -> DomainError {
-    DomainError::BadRequest {
-        reason: "invalid_reference",
-        message: format!("no accessible object matches {field}"),
-        fields: [(field.to_string(), "unknown or inaccessible".to_string())].into(),
-    }
-}
-
 impl Sessions<'_> {
-    async fn reach(&self, p: &Principal) -> DomainResult<Option<Vec<Uuid>>> {
-        if p.role.is_admin() {
-            return Ok(None);
-        }
-        let ws = self
-            .store
-            .list_workspaces(&p.org, p.user_id, p.role)
-            .await?;
-        Ok(Some(ws.into_iter().map(|w| w.id).collect()))
-    }
-
     fn check(&self, input: &SessionInput) -> DomainResult<()> {
         let mut checks = Vec::new();
         if let Some(label) = &input.label {
@@ -93,29 +74,18 @@ impl Sessions<'_> {
         self.check(&input)?;
         if input.project_id.is_some() {
             // Projects arrive with their own issue; until then none can match.
-            return Err(invalid_reference("projectId"));
+            return Err(DomainError::invalid_reference("projectId"));
         }
         let agent = match input.agent_id.as_deref() {
             Some(raw) => Some(agents.get(p, raw).await.map_err(|e| match e {
-                DomainError::NotFound => invalid_reference("agentId"),
+                DomainError::NotFound => DomainError::invalid_reference("agentId"),
                 other => other,
             })?),
             None => None,
         };
         let workspace_id = match agent.as_ref().and_then(|a| a.workspace_id) {
             Some(ws) => ws,
-            None => match p.active_workspace_id {
-                Some(ws) => ws,
-                None => {
-                    self.store
-                        .list_workspaces(&p.org, p.user_id, p.role)
-                        .await?
-                        .into_iter()
-                        .find(|w| w.is_default)
-                        .ok_or(DomainError::NotFound)?
-                        .id
-                }
-            },
+            None => crate::access::active_or_default_workspace(self.store, p).await?,
         };
         let session = ChatSession {
             id: new_id(),
@@ -158,7 +128,7 @@ impl Sessions<'_> {
         filter: &SessionFilter,
         page: PageRequest,
     ) -> DomainResult<Vec<ChatSession>> {
-        let reach = self.reach(p).await?;
+        let reach = crate::access::reachable_workspaces(self.store, p).await?;
         Ok(self
             .store
             .list_chat_sessions(&p.org, reach.as_deref(), filter, page)
@@ -172,7 +142,7 @@ impl Sessions<'_> {
             .get_chat_session(&p.org, id)
             .await?
             .ok_or(DomainError::NotFound)?;
-        if let Some(reach) = self.reach(p).await?
+        if let Some(reach) = crate::access::reachable_workspaces(self.store, p).await?
             && !reach.contains(&session.workspace_id)
         {
             return Err(DomainError::NotFound);

@@ -761,7 +761,9 @@ async fn no_secret_reaches_the_server_log() {
             .status(),
         200
     );
-    let wrong = format!("{}0", &key[..key.len() - 1]);
+    // Change the last hex digit (to one it is not) so the key is well-formed but wrong.
+    let last = if key.ends_with('0') { '1' } else { '0' };
+    let wrong = format!("{}{last}", &key[..key.len() - 1]);
     assert_eq!(
         plain
             .get(server.url("/api/v1/me"))

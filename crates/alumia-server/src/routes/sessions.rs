@@ -134,16 +134,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<SessionQuery>,
 ) -> ApiResult<Response> {
     if q.project_id.is_some() {
-        return Err(DomainError::BadRequest {
-            reason: "invalid_reference",
-            message: "no accessible project matches projectId".into(),
-            fields: [(
-                "projectId".to_string(),
-                "unknown or inaccessible".to_string(),
-            )]
-            .into(),
-        }
-        .into());
+        return Err(DomainError::invalid_reference("projectId").into());
     }
     if let Some(status) = &q.status
         && !STATUSES.contains(&status.as_str())

@@ -47,11 +47,7 @@ pub async fn switch(
     Auth(p): Auth,
     ApiJson(req): ApiJson<SwitchWorkspaceRequest>,
 ) -> ApiResult<Response> {
-    let invalid = || DomainError::BadRequest {
-        reason: "invalid_reference",
-        message: "no accessible workspace has that id".into(),
-        fields: [("workspaceId".to_string(), "unknown workspace".to_string())].into(),
-    };
+    let invalid = || DomainError::invalid_reference("workspaceId");
     let id = Uuid::parse_str(&req.workspace_id).map_err(|_| invalid())?;
     state
         .store
