@@ -4,14 +4,15 @@ use std::time::{Duration, Instant};
 
 use alumia_core::limits::{Bucket, Limits, Quota};
 use alumia_testkit::{
-    RedisPrefix, TcpProxy, TestApp, TestDb, eventually, fresh_pg_database, redis_url,
+    Browser, PgDatabase, RedisPrefix, TcpProxy, TestApp, TestDb, eventually, fresh_pg_database,
+    redis_url,
 };
 use serde_json::json;
 
 use crate::{assert_error, read};
 
-#[tokio::test]
-async fn setup_mint_use_and_revoke_work_on_postgres() {
+/// A server on a fresh PostgreSQL database with its first owner signed in.
+async fn owner_on_fresh_postgres() -> (PgDatabase, TestApp, Browser) {
     let db = fresh_pg_database().await;
     let app = TestApp::builder()
         .db(TestDb::Url(db.url.clone()))
@@ -19,6 +20,17 @@ async fn setup_mint_use_and_revoke_work_on_postgres() {
         .await;
     let mut browser = app.browser();
     browser.setup("owner@example.com", "acme").await;
+    (db, app, browser)
+}
+
+async fn finish(app: TestApp, db: PgDatabase) {
+    app.stop().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn setup_mint_use_and_revoke_work_on_postgres() {
+    let (db, app, browser) = owner_on_fresh_postgres().await;
     let (key, data) = browser.mint_key("pg", None).await;
     let (status, body) = read(app.get_with_key("/api/v1/models", &key).await).await;
     assert_eq!(status, 200, "{body}");
@@ -39,8 +51,7 @@ async fn setup_mint_use_and_revoke_work_on_postgres() {
     assert_error(status, &body, 401, "UNAUTHORIZED", "invalid_api_key");
     let (status, body) = read(app.browser().post("/api/v1/setup", json!({"email": "x@example.com", "password": "correct horse battery", "orgSlug": "other", "orgName": "O"})).await).await;
     assert_error(status, &body, 409, "CONFLICT", "already_set_up");
-    app.stop().await;
-    db.drop_db().await;
+    finish(app, db).await;
 }
 
 #[tokio::test]
@@ -179,8 +190,7 @@ async fn a_database_outage_gets_503_promptly_and_the_service_recovers_without_re
             .status(),
         200
     );
-    app.stop().await;
-    db.drop_db().await;
+    finish(app, db).await;
 }
 
 #[tokio::test]
@@ -208,19 +218,12 @@ async fn malformed_keys_are_refused_without_touching_the_database() {
     let (status, _) = read(app.get_with_key("/api/v1/models", &well_formed).await).await;
     assert_eq!(status, 503, "a well-formed key does need the database");
     proxy.restore();
-    app.stop().await;
-    db.drop_db().await;
+    finish(app, db).await;
 }
 
 #[tokio::test]
 async fn agents_work_on_postgres() {
-    let db = fresh_pg_database().await;
-    let app = TestApp::builder()
-        .db(TestDb::Url(db.url.clone()))
-        .spawn()
-        .await;
-    let mut browser = app.browser();
-    browser.setup("owner@example.com", "acme").await;
+    let (db, app, browser) = owner_on_fresh_postgres().await;
     let (status, body) = read(
         browser
             .post("/api/v1/agents", json!({"name": "Writer"}))
@@ -246,19 +249,12 @@ async fn agents_work_on_postgres() {
         .map(|a| a["slug"].as_str().unwrap())
         .collect();
     assert_eq!(slugs, ["writer-2", "writer", "ala"]);
-    app.stop().await;
-    db.drop_db().await;
+    finish(app, db).await;
 }
 
 #[tokio::test]
 async fn sessions_work_on_postgres() {
-    let db = fresh_pg_database().await;
-    let app = TestApp::builder()
-        .db(TestDb::Url(db.url.clone()))
-        .spawn()
-        .await;
-    let mut browser = app.browser();
-    browser.setup("owner@example.com", "acme").await;
+    let (db, app, browser) = owner_on_fresh_postgres().await;
     let (status, body) = read(
         browser
             .post("/api/v1/sessions", json!({"agentId": "ala", "label": "pg"}))
@@ -278,6 +274,5 @@ async fn sessions_work_on_postgres() {
     assert_eq!(res.status(), 200);
     let (_, list) = read(browser.get("/api/v1/sessions?status=idle").await).await;
     assert_eq!(list["data"]["items"][0]["agentName"], "Ala");
-    app.stop().await;
-    db.drop_db().await;
+    finish(app, db).await;
 }
