@@ -1,0 +1,1 @@
+//! The built-in deterministic development model (spec 03 §4).
