@@ -107,8 +107,31 @@ pub struct Agents<'a> {
     pub store: &'a dyn Store,
     pub now: DateTime<Utc>,
     pub step_up_window_secs: i64,
-    /// Model ids in the catalogue.
-    pub models: &'a [&'a str],
+    /// The model catalogue, for `model` checks.
+    pub models: &'a dyn ModelLookup,
+}
+
+/// What the agent rules need of the model catalogue.
+pub trait ModelLookup: Send + Sync {
+    /// The catalogue id for `id` (a full `provider/model` id, or a bare
+    /// model id offered by exactly one provider); None if unknown.
+    fn canonical(&self, id: &str) -> Option<String>;
+}
+
+/// A fixed list of ids, for tests and the built-in catalogue.
+impl ModelLookup for [&str] {
+    fn canonical(&self, id: &str) -> Option<String> {
+        if self.contains(&id) {
+            return Some(id.to_string());
+        }
+        let mut bare = self
+            .iter()
+            .filter(|m| m.split_once('/').map(|(_, n)| n) == Some(id));
+        match (bare.next(), bare.next()) {
+            (Some(one), None) => Some(one.to_string()),
+            _ => None,
+        }
+    }
 }
 
 impl Agents<'_> {
@@ -174,7 +197,7 @@ impl Agents<'_> {
         Ok(id)
     }
 
-    fn check_fields(&self, input: &AgentInput) -> DomainResult<()> {
+    fn check_fields(&self, input: &mut AgentInput) -> DomainResult<()> {
         let mut checks = Vec::new();
         if let Some(name) = &input.name {
             checks.push(validate::text("name", &normalise_name(name), 1, 255));
@@ -202,14 +225,15 @@ impl Agents<'_> {
             checks.push(Err(DomainError::invalid("settings", "must be an object")));
         }
         validate::all(checks)?;
-        if let Some(model) = &input.model
-            && !self.models.contains(&model.as_str())
-        {
-            return Err(DomainError::invalid_with_reason(
-                "unknown_model",
-                "model",
-                "not in the model catalogue",
-            ));
+        if let Some(model) = &input.model {
+            let Some(id) = self.models.canonical(model) else {
+                return Err(DomainError::invalid_with_reason(
+                    "unknown_model",
+                    "model",
+                    "not in the model catalogue",
+                ));
+            };
+            input.model = Some(id);
         }
         Ok(())
     }
@@ -222,7 +246,7 @@ impl Agents<'_> {
         Ok(())
     }
 
-    pub async fn create(&self, p: &Principal, input: AgentInput) -> DomainResult<Agent> {
+    pub async fn create(&self, p: &Principal, mut input: AgentInput) -> DomainResult<Agent> {
         let name =
             normalise_name(
                 input
@@ -234,7 +258,7 @@ impl Agents<'_> {
                         fields: [("name".to_string(), "missing field `name`".to_string())].into(),
                     })?,
             );
-        self.check_fields(&input)?;
+        self.check_fields(&mut input)?;
         let explicit_slug = input.slug.clone();
         let base = explicit_slug.clone().unwrap_or_else(|| slugify(&name));
         if reserved(&name, &base) {
@@ -292,9 +316,14 @@ impl Agents<'_> {
         unreachable!("the loop returns")
     }
 
-    pub async fn update(&self, p: &Principal, raw: &str, input: AgentInput) -> DomainResult<Agent> {
+    pub async fn update(
+        &self,
+        p: &Principal,
+        raw: &str,
+        mut input: AgentInput,
+    ) -> DomainResult<Agent> {
         let mut agent = self.get(p, raw).await?;
-        self.check_fields(&input)?;
+        self.check_fields(&mut input)?;
         if agent.is_default {
             let protected = input.slug.as_deref().is_some_and(|s| s != ALA_SLUG)
                 || input.model.is_some()

@@ -267,6 +267,11 @@ impl Identity {
         }
     }
 
+    /// The server secret, for other services that seal third-party secrets.
+    pub fn secret(&self) -> &SecretKey {
+        &self.secret
+    }
+
     /// Connects the key cache to the other replicas (set once, at start-up).
     pub fn set_invalidation_bus(&self, bus: Arc<dyn KeyInvalidationBus>) {
         let _ = self.bus.set(bus);

@@ -25,7 +25,7 @@ pub struct PageRequest {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: crate::chat_store::ChatStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`, for the start-up line and `/api/v1/meta`.
     fn kind(&self) -> &'static str;
 

@@ -5,7 +5,10 @@
 //! [`ModelEvent`]s until `Finish`. Each adapter turns its provider's wire
 //! format into those events; dropping the stream cancels the call.
 
+pub mod anthropic;
 pub mod dev_echo;
+mod http;
+pub mod openai;
 mod types;
 
 pub use types::*;

@@ -25,6 +25,27 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let body = json_body(req, state).await?;
+        parse_json(&body).map(ApiJson)
+    }
+}
+
+/// As [`ApiJson`], keeping the raw body too (idempotency fingerprints it).
+pub struct ApiJsonRaw<T>(pub T, pub Bytes);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJsonRaw<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let body = json_body(req, state).await?;
+        let value = parse_json(&body)?;
+        Ok(ApiJsonRaw(value, body))
+    }
+}
+
+/// The body of a JSON request, with the media type and size checks.
+async fn json_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    {
         let limit = state.settings.json_body_limit;
         let headers = req.headers();
         let content_type = headers
@@ -75,7 +96,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         if body.len() > limit {
             return Err(too_large(limit));
         }
-        parse_json(&body).map(ApiJson)
+        Ok(body)
     }
 }
 

@@ -8,6 +8,7 @@ pub mod client_ip;
 pub mod error;
 pub mod extract;
 pub mod fanout;
+pub mod idempotency;
 pub mod limiter;
 pub mod middleware;
 pub mod router;

@@ -59,6 +59,8 @@ pub fn authed_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
                 .delete(agents::delete),
         ),
         ("/api/v1/agents/{id}/sessions", get(sessions::of_agent)),
+        ("/api/v1/agents/{id}/messages", get(agents::messages)),
+        ("/api/v1/agents/{id}/peers", get(agents::peers)),
         (
             "/api/v1/sessions",
             get(sessions::list).post(sessions::create),
@@ -69,6 +71,19 @@ pub fn authed_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
                 .patch(sessions::update)
                 .delete(sessions::delete),
         ),
+        (
+            "/api/v1/sessions/{id}/messages",
+            get(messages::list).post(messages::create),
+        ),
+        ("/api/v1/chat", post(chat::chat)),
+        ("/api/v1/chat/{sessionId}/stop", post(chat::stop)),
+        ("/api/v1/chat/{sessionId}/resume", post(chat::resume)),
+        ("/api/v1/chat/{sessionId}/stream", get(chat::stream)),
+        (
+            "/api/v1/billing/byok-keys",
+            get(byok_keys::list).post(byok_keys::create),
+        ),
+        ("/api/v1/billing/byok-keys/{id}", delete(byok_keys::delete)),
         ("/api/v1/audit-events", get(audit::list)),
     ]
 }

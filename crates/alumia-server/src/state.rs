@@ -3,6 +3,7 @@ use std::sync::Arc;
 use alumia_core::identity::Identity;
 use alumia_core::limits::RateLimiter;
 use alumia_core::{Clock, Store};
+use alumia_runtime::{Catalog, Runtime, TurnLimits};
 use tokio_util::sync::CancellationToken;
 
 use crate::limiter::RateLimitPolicies;
@@ -19,6 +20,8 @@ pub struct AppInner {
     pub limiter: Arc<dyn RateLimiter>,
     pub clock: Arc<dyn Clock>,
     pub settings: ServerSettings,
+    /// Turns, the model catalogue and live streams.
+    pub runtime: Arc<Runtime>,
     /// `RateLimit-Policy` values, rendered once from `limiter.limits()`.
     pub rate_limit_policies: RateLimitPolicies,
     /// Cancelled when shutdown begins; `/readyz` answers 503 from then on.
@@ -40,6 +43,26 @@ impl AppState {
         clock: Arc<dyn Clock>,
         settings: ServerSettings,
     ) -> Self {
+        let runtime = Runtime::new(
+            store.clone(),
+            clock.clone(),
+            Arc::new(Catalog::dev_only()),
+            identity.secret().clone(),
+            TurnLimits::default(),
+            None,
+        );
+        Self::with_runtime(store, identity, limiter, clock, settings, runtime)
+    }
+
+    /// As `new`, with a runtime built by the caller (providers, limits, Redis).
+    pub fn with_runtime(
+        store: Arc<dyn Store>,
+        identity: Arc<Identity>,
+        limiter: Arc<dyn RateLimiter>,
+        clock: Arc<dyn Clock>,
+        settings: ServerSettings,
+        runtime: Arc<Runtime>,
+    ) -> Self {
         let rate_limit_policies = RateLimitPolicies::new(limiter.limits());
         AppState(Arc::new(AppInner {
             rate_limit_policies,
@@ -48,6 +71,7 @@ impl AppState {
             limiter,
             clock,
             settings,
+            runtime,
             shutting_down: CancellationToken::new(),
         }))
     }

@@ -3,6 +3,7 @@
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::ConnectOptions;
+use crate::sql_chat::impl_chat_store;
 use crate::sql_store::{EngineDb, impl_sql_store};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -47,3 +48,4 @@ impl PgStore {
 }
 
 impl_sql_store!(PgStore);
+impl_chat_store!(PgStore);

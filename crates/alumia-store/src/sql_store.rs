@@ -889,6 +889,15 @@ macro_rules! impl_sql_store {
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
+                // Its running turn stops at its next save, on whichever replica runs it.
+                sqlx::query(
+                    "UPDATE turns SET stop_requested = TRUE WHERE org_id = $1 AND session_id = $2 AND status = 'running'",
+                )
+                .bind(org.org_id().to_string())
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
                 Ok(())
             }
 

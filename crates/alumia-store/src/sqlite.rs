@@ -8,6 +8,7 @@ use sqlx::sqlite::{
 };
 
 use crate::ConnectOptions;
+use crate::sql_chat::impl_chat_store;
 use crate::sql_store::{EngineDb, impl_sql_store};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -83,3 +84,4 @@ impl SqliteStore {
 }
 
 impl_sql_store!(SqliteStore);
+impl_chat_store!(SqliteStore);

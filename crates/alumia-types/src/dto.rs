@@ -168,7 +168,19 @@ pub struct ModelView {
     pub provider: String,
     pub name: String,
     pub context_window: u64,
+    pub max_output_tokens: u64,
     pub supports_tools: bool,
+    pub supports_reasoning: bool,
+    pub byok: bool,
+    pub pricing: ModelPricing,
+    pub is_default: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelPricing {
+    pub input_microcredits_per_mtok: u64,
+    pub output_microcredits_per_mtok: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -292,4 +304,63 @@ pub struct SessionView {
     pub agent_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_avatar: Option<String>,
+}
+
+/// A stored chat message (spec 03 §3).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub id: String,
+    pub session_id: String,
+    pub role: String,
+    pub parts: Value,
+    pub text: String,
+    pub author: MessageAuthor,
+    pub status: String,
+    pub model: Option<String>,
+    pub finish_reason: Option<String>,
+    pub usage: Option<Value>,
+    pub metadata: Value,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MessageAuthor {
+    pub kind: String,
+    pub id: Option<String>,
+}
+
+/// `POST /api/v1/sessions/:id/messages`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageRequest {
+    pub id: Option<String>,
+    pub role: Option<String>,
+    pub content: Option<Value>,
+    pub parts: Option<Value>,
+    pub metadata: Option<Value>,
+}
+
+/// `POST /api/v1/chat`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatRequest {
+    #[serde(default)]
+    pub messages: Vec<Value>,
+    pub session_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub model: Option<String>,
+    pub project_id: Option<String>,
+    pub id: Option<String>,
+    pub trigger: Option<String>,
+    pub message_id: Option<String>,
+}
+
+/// `POST /api/v1/chat/:sessionId/resume`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumeRequest {
+    pub agent_id: Option<String>,
+    pub model: Option<String>,
 }

@@ -10,32 +10,24 @@ use axum::response::Response;
 use serde_json::json;
 
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiQuery, Auth};
-use crate::routes::{ListQuery, finish_page, models};
+use crate::extract::{ApiJson, ApiJsonRaw, ApiQuery, Auth};
+use crate::idempotency::{self, IdempotencyKey};
+use crate::routes::{ListQuery, finish_page};
 use crate::state::AppState;
 use crate::views::{self, ok};
 
-fn service<'a>(state: &'a AppState, models: &'a [&'a str]) -> Agents<'a> {
+pub(crate) fn service(state: &AppState) -> Agents<'_> {
     Agents {
         store: state.store.as_ref(),
         now: state.clock.now(),
         step_up_window_secs: state.settings.auth.step_up_window_secs,
-        models,
+        models: state.runtime.catalog.as_ref(),
     }
 }
 
 /// The org's default model, which Ala (and agents without one) report.
 async fn default_model(state: &AppState, p: &alumia_core::Principal) -> ApiResult<String> {
-    let org = state
-        .store
-        .get_org(p.org.org_id())
-        .await
-        .map_err(DomainError::from)?
-        .ok_or(DomainError::NotFound)?;
-    Ok(org
-        .settings
-        .default_model
-        .unwrap_or_else(|| "dev/echo".into()))
+    Ok(state.runtime.org_default_model(p).await?)
 }
 
 fn view(a: &Agent, default_model: &str) -> AgentView {
@@ -87,10 +79,6 @@ fn input(req: AgentRequest) -> AgentInput {
     }
 }
 
-fn model_ids() -> Vec<&'static str> {
-    models::CATALOG_IDS.to_vec()
-}
-
 /// `GET /api/v1/agents`: accessible agents, `updatedAt` desc, Ala always included.
 pub async fn list(
     State(state): State<AppState>,
@@ -99,8 +87,7 @@ pub async fn list(
 ) -> ApiResult<Response> {
     let filter = format!("agents:{}:{}", p.org.org_id(), p.user_id);
     let (request, limit) = q.page_request(&filter)?;
-    let ids = model_ids();
-    let agents = service(&state, &ids).list(&p, request).await?;
+    let agents = service(&state).list(&p, request).await?;
     let (agents, next) = finish_page(agents, limit, &filter, |a| (to_millis(a.updated_at), a.id));
     let default = default_model(&state, &p).await?;
     Ok(views::page(
@@ -113,12 +100,16 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiJson(req): ApiJson<AgentRequest>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJsonRaw(req, raw): ApiJsonRaw<AgentRequest>,
 ) -> ApiResult<Response> {
-    let ids = model_ids();
-    let agent = service(&state, &ids).create(&p, input(req)).await?;
-    let default = default_model(&state, &p).await?;
-    Ok(views::created(view(&agent, &default)))
+    let fingerprint = idempotency::fingerprint("POST", "/api/v1/agents", &[], &raw);
+    idempotency::run(&state, &p, key, &fingerprint, || async {
+        let agent = service(&state).create(&p, input(req)).await?;
+        let default = default_model(&state, &p).await?;
+        Ok(views::created(view(&agent, &default)))
+    })
+    .await
 }
 
 /// `GET /api/v1/agents/:id` (uuid or slug).
@@ -127,8 +118,7 @@ pub async fn get(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let ids = model_ids();
-    let agent = service(&state, &ids).get(&p, &id).await?;
+    let agent = service(&state).get(&p, &id).await?;
     let default = default_model(&state, &p).await?;
     Ok(ok(view(&agent, &default)))
 }
@@ -140,8 +130,7 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<AgentRequest>,
 ) -> ApiResult<Response> {
-    let ids = model_ids();
-    let agent = service(&state, &ids).update(&p, &id, input(req)).await?;
+    let agent = service(&state).update(&p, &id, input(req)).await?;
     let default = default_model(&state, &p).await?;
     Ok(ok(view(&agent, &default)))
 }
@@ -152,9 +141,52 @@ pub async fn delete(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let ids = model_ids();
-    let agent = service(&state, &ids).delete(&p, &id).await?;
+    let agent = service(&state).delete(&p, &id).await?;
     Ok(ok(
         json!({ "id": agent.id.to_string(), "deletedAt": format_ts(state.clock.now()) }),
     ))
+}
+
+/// `GET /api/v1/agents/:id/peers`: agents it may message.
+pub async fn peers(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let agent = service(&state).get(&p, &id).await?;
+    let peers = alumia_runtime::tools::peers(&state.runtime, &p, &agent).await?;
+    let items: Vec<_> = peers
+        .iter()
+        .map(|a| json!({"id": a.id, "slug": a.slug, "name": a.name, "avatar": a.avatar, "isActive": a.is_active}))
+        .collect();
+    Ok(views::page(items, None))
+}
+
+/// `GET /api/v1/agents/:id/messages`: recent peer messages it sent or
+/// received, newest first.
+pub async fn messages(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Response> {
+    let agent = service(&state).get(&p, &id).await?;
+    // Newest first, up to `limit`; there is no cursor on this list.
+    let (_, limit) = q.page_request("agent-messages")?;
+    let rows = state
+        .store
+        .list_peer_messages(&p.org, agent.id, limit)
+        .await
+        .map_err(DomainError::from)?;
+    let items: Vec<_> = rows
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id, "sessionId": m.session_id, "fromAgentId": m.from_agent_id,
+                "toAgentId": m.to_agent_id, "text": m.text, "createdAt": format_ts(m.created_at),
+                "readAt": m.read_at.map(format_ts),
+            })
+        })
+        .collect();
+    Ok(views::page(items, None))
 }

@@ -1,59 +1,73 @@
-use std::sync::LazyLock;
+//! `GET /api/v1/models`: the catalogue of the runtime (spec 03 §4).
+
+use std::sync::{Arc, Mutex};
 
 use alumia_core::principal::SCOPE_MODELS_READ;
-use alumia_types::dto::ModelView;
+use alumia_runtime::catalog::ModelEntry;
+use alumia_types::dto::{ModelPricing, ModelView};
 use alumia_types::{Envelope, Page};
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::response::Response;
 
 use crate::error::ApiResult;
 use crate::extract::Auth;
+use crate::state::AppState;
 use crate::views;
 
-/// Ids of the catalogue, for checks such as an agent's `model`.
-pub const CATALOG_IDS: [&str; 1] = ["dev/echo"];
-
-/// The built-in development model: deterministic, no network.
-pub fn catalog() -> Vec<ModelView> {
-    vec![ModelView {
-        id: CATALOG_IDS[0].into(),
-        provider: "dev".into(),
-        name: "Echo (built-in development model)".into(),
-        context_window: 131_072,
-        supports_tools: true,
-    }]
+pub fn view(e: &ModelEntry, default_model: &str) -> ModelView {
+    ModelView {
+        id: e.id.clone(),
+        provider: e.provider.clone(),
+        name: if e.provider == "dev" {
+            "Echo (built-in development model)".into()
+        } else {
+            e.model.clone()
+        },
+        context_window: e.spec.context_window,
+        max_output_tokens: e.spec.max_output_tokens,
+        supports_tools: e.spec.supports_tools,
+        supports_reasoning: e.spec.supports_reasoning,
+        byok: false,
+        pricing: ModelPricing {
+            input_microcredits_per_mtok: e.spec.input_microcredits_per_mtok,
+            output_microcredits_per_mtok: e.spec.output_microcredits_per_mtok,
+        },
+        is_default: e.id == default_model,
+    }
 }
 
-/// The catalogue is constant, so its page (exactly what `views::page` would
-/// write) is serialized once, not on every request.
-static CATALOG_PAGE: LazyLock<Bytes> = LazyLock::new(|| {
+/// The page changes only when the catalogue does (a refresh swaps its
+/// `Arc`), so it is serialized once per catalogue, not per request.
+type CachedPage = Option<(Arc<[ModelEntry]>, Bytes)>;
+static PAGE: Mutex<CachedPage> = Mutex::new(None);
+
+fn page_bytes(state: &AppState) -> Bytes {
+    let entries = state.runtime.catalog.entries();
+    let mut cached = PAGE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((seen, bytes)) = cached.as_ref()
+        && Arc::ptr_eq(seen, &entries)
+    {
+        return bytes.clone();
+    }
+    let default_model = state.runtime.catalog.default_model();
     let page = Envelope::ok(Page {
         has_more: false,
-        items: catalog(),
+        items: entries
+            .iter()
+            .map(|e| view(e, &default_model))
+            .collect::<Vec<_>>(),
         next_cursor: None,
     });
-    serde_json::to_vec(&page)
+    let bytes: Bytes = serde_json::to_vec(&page)
         .expect("the catalogue serializes")
-        .into()
-});
-
-/// `GET /api/v1/models`: needs `models:read`; a catalogue, so one page.
-pub async fn list(Auth(p): Auth) -> ApiResult<Response> {
-    p.require_scope(SCOPE_MODELS_READ)?;
-    Ok(views::json_bytes(CATALOG_PAGE.clone()))
+        .into();
+    *cached = Some((entries, bytes.clone()));
+    bytes
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn the_cached_page_is_what_views_page_writes() {
-        let fresh = views::page(catalog(), None);
-        let cached = views::json_bytes(CATALOG_PAGE.clone());
-        assert_eq!(fresh.status(), cached.status());
-        assert_eq!(fresh.headers(), cached.headers());
-        let body = |r: Response| axum::body::to_bytes(r.into_body(), usize::MAX);
-        assert_eq!(body(fresh).await.unwrap(), body(cached).await.unwrap());
-    }
+/// `GET /api/v1/models`: needs `models:read`; a catalogue, so one page.
+pub async fn list(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Response> {
+    p.require_scope(SCOPE_MODELS_READ)?;
+    Ok(views::json_bytes(page_bytes(&state)))
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiQuery, Auth, parse_id};
-use crate::routes::{ListQuery, finish_page, models};
+use crate::routes::{ListQuery, finish_page};
 use crate::state::AppState;
 use crate::views::{self, ok};
 
@@ -32,7 +32,7 @@ fn agents<'a>(state: &'a AppState) -> Agents<'a> {
         store: state.store.as_ref(),
         now: state.clock.now(),
         step_up_window_secs: state.settings.auth.step_up_window_secs,
-        models: &models::CATALOG_IDS,
+        models: state.runtime.catalog.as_ref(),
     }
 }
 
@@ -225,6 +225,8 @@ pub async fn delete(
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
     sessions(&state).delete(&p, id).await?;
+    // A running turn here stops now; on another replica, at its next save.
+    state.runtime.cancel_local(&p, id);
     Ok(ok(
         json!({ "id": id.to_string(), "deletedAt": format_ts(state.clock.now()) }),
     ))

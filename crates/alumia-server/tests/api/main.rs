@@ -4,6 +4,7 @@
 
 mod agents;
 mod api_keys;
+mod chat;
 mod csrf;
 mod envelope;
 mod login;
