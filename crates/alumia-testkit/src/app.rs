@@ -6,6 +6,9 @@ use alumia_core::identity::{AuthSettings, Identity};
 use alumia_core::keys::KeyEnv;
 use alumia_core::limits::{Limits, RateLimiter};
 use alumia_core::{Clock, ManualClock, Store};
+use alumia_runtime::catalog::{Catalog, ProviderConfig};
+use alumia_runtime::fanout::RedisFanout;
+use alumia_runtime::{Runtime, TurnLimits};
 use alumia_server::fanout::{RedisKeyBus, spawn_key_invalidation_listener};
 use alumia_server::limiter::{MemoryLimiter, RedisLimiter};
 use alumia_server::{AppState, ServerSettings};
@@ -32,6 +35,9 @@ pub struct TestAppBuilder {
     trusted_proxies: Vec<String>,
     secret: Option<SecretKey>,
     clock: Option<Arc<ManualClock>>,
+    providers: Vec<ProviderConfig>,
+    default_model: Option<String>,
+    turn_limits: TurnLimits,
 }
 
 /// A real server on a loopback socket, with the real store and limiter.
@@ -41,6 +47,7 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub clock: Arc<ManualClock>,
     pub secret: SecretKey,
+    pub runtime: Arc<Runtime>,
     /// A client without cookies, for API-key calls.
     pub http: reqwest::Client,
     shutdown: CancellationToken,
@@ -93,6 +100,19 @@ impl TestAppBuilder {
     /// Share one clock between replicas.
     pub fn clock(mut self, clock: Arc<ManualClock>) -> Self {
         self.clock = Some(clock);
+        self
+    }
+    /// Model providers besides `dev/echo` (e.g. a loopback fake).
+    pub fn providers(mut self, providers: Vec<ProviderConfig>) -> Self {
+        self.providers = providers;
+        self
+    }
+    pub fn default_model(mut self, model: &str) -> Self {
+        self.default_model = Some(model.to_string());
+        self
+    }
+    pub fn turn_limits(mut self, limits: TurnLimits) -> Self {
+        self.turn_limits = limits;
         self
     }
 
@@ -156,7 +176,28 @@ impl TestAppBuilder {
             .iter()
             .map(|c| c.parse().expect("CIDR"))
             .collect();
-        let state = AppState::new(store.clone(), identity, limiter, clock.clone(), settings);
+        let catalog = Arc::new(Catalog::new(self.providers, self.default_model));
+        catalog.refresh().await;
+        let fanout = self
+            .redis
+            .as_ref()
+            .map(|(url, prefix)| RedisFanout::new(url, prefix).expect("Redis URL"));
+        let runtime = Runtime::new(
+            store.clone(),
+            clock.clone() as Arc<dyn Clock>,
+            catalog,
+            secret.clone(),
+            self.turn_limits,
+            fanout,
+        );
+        let state = AppState::with_runtime(
+            store.clone(),
+            identity,
+            limiter,
+            clock.clone(),
+            settings,
+            runtime.clone(),
+        );
         let handle = tokio::spawn(alumia_server::serve(listener, state, shutdown.clone()));
         TestApp {
             addr,
@@ -164,6 +205,7 @@ impl TestAppBuilder {
             store,
             clock,
             secret,
+            runtime,
             http: reqwest::Client::new(),
             shutdown,
             handle: Some(handle),
@@ -184,6 +226,9 @@ impl TestApp {
             trusted_proxies: Vec::new(),
             secret: None,
             clock: None,
+            providers: Vec::new(),
+            default_model: None,
+            turn_limits: TurnLimits::default(),
         }
     }
 
@@ -217,6 +262,9 @@ impl TestApp {
         if let Some(h) = self.handle.take() {
             let _ = h.await;
         }
+        self.runtime
+            .shutdown(std::time::Duration::from_secs(5))
+            .await;
         self.store.close().await;
     }
 }

@@ -10,6 +10,10 @@ use alumia_core::limits::{Bucket, Limits, Quota};
 use alumia_store::{DbUrl, Synchronous};
 use serde::Deserialize;
 
+use alumia_models::{ApiSecret, CallPolicy};
+use alumia_runtime::TurnLimits;
+use alumia_runtime::catalog::{ModelSpec, ProviderConfig, ProviderKind};
+
 pub const DEFAULT_CONFIG: &str = include_str!("../alumia.example.toml");
 
 /// Flags shared by `serve` and `admin`.
@@ -40,6 +44,50 @@ struct FileConfig {
     database_url: Option<String>,
     #[serde(default)]
     redis_url: Option<String>,
+    #[serde(default)]
+    agents: FileAgents,
+    #[serde(default)]
+    providers: Vec<FileProvider>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAgents {
+    default_model: Option<String>,
+    max_steps: Option<u32>,
+    max_turn_secs: Option<u64>,
+    max_output_tokens: Option<u64>,
+    max_concurrent_turns: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileProvider {
+    id: String,
+    kind: String,
+    base_url: Option<String>,
+    /// The key is named by its environment variable, never written inline.
+    api_key_env: Option<String>,
+    models: Option<Vec<FileModel>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileModel {
+    id: String,
+    context_window: Option<u64>,
+    max_output_tokens: Option<u64>,
+    supports_tools: Option<bool>,
+    supports_reasoning: Option<bool>,
+    fast_sibling: Option<String>,
+    pricing: Option<FilePricing>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePricing {
+    input_microcredits_per_mtok: u64,
+    output_microcredits_per_mtok: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +137,9 @@ pub struct Config {
     pub sqlite_synchronous: Synchronous,
     pub log_filter: String,
     pub log_json: bool,
+    pub providers: Vec<ProviderConfig>,
+    pub default_model: Option<String>,
+    pub turn_limits: TurnLimits,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -244,6 +295,30 @@ impl Config {
             }
         };
 
+        let providers = providers(file.providers)?;
+        let defaults = TurnLimits::default();
+        let turn_limits = TurnLimits {
+            max_steps: file
+                .agents
+                .max_steps
+                .unwrap_or(defaults.max_steps)
+                .clamp(1, 100),
+            max_turn: file
+                .agents
+                .max_turn_secs
+                .map_or(defaults.max_turn, std::time::Duration::from_secs),
+            max_output_tokens: file
+                .agents
+                .max_output_tokens
+                .unwrap_or(defaults.max_output_tokens),
+            max_concurrent_turns: file
+                .agents
+                .max_concurrent_turns
+                .unwrap_or(defaults.max_concurrent_turns)
+                .max(1),
+            ..defaults
+        };
+
         Ok(Config {
             listen,
             public_url,
@@ -260,6 +335,9 @@ impl Config {
             sqlite_synchronous,
             log_filter: env("ALUMIA_LOG").unwrap_or_else(|| "info".into()),
             log_json: env("ALUMIA_LOG_FORMAT").as_deref() == Some("json"),
+            providers,
+            default_model: env("ALUMIA_DEFAULT_MODEL").or(file.agents.default_model),
+            turn_limits,
         })
     }
 
@@ -314,4 +392,138 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()
+}
+
+/// `[[providers]]`, then the `ALUMIA_OPENAI_*` / `ALUMIA_ANTHROPIC_*`
+/// variables, which add `openai` / `anthropic` or replace the same id.
+fn providers(file: Vec<FileProvider>) -> Result<Vec<ProviderConfig>, ConfigError> {
+    let mut out: Vec<ProviderConfig> = Vec::new();
+    for p in file {
+        let kind = match p.kind.as_str() {
+            "openai" => ProviderKind::OpenAi,
+            "anthropic" => ProviderKind::Anthropic,
+            other => {
+                return Err(ConfigError(format!(
+                    "[[providers]] {}: kind {other:?} must be openai or anthropic",
+                    p.id
+                )));
+            }
+        };
+        if p.id.is_empty()
+            || p.id == "dev"
+            || !p
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ConfigError(format!(
+                "[[providers]] id {:?} must be letters, digits, - or _, and not \"dev\"",
+                p.id
+            )));
+        }
+        let api_key = match &p.api_key_env {
+            Some(name) => Some(ApiSecret::new(env(name).ok_or_else(|| {
+                ConfigError(format!(
+                    "[[providers]] {}: the variable {name} is not set",
+                    p.id
+                ))
+            })?)),
+            None => None,
+        };
+        let base_url = p.base_url.unwrap_or_else(|| match kind {
+            ProviderKind::OpenAi => "https://api.openai.com/v1".into(),
+            ProviderKind::Anthropic => "https://api.anthropic.com".into(),
+        });
+        let models = p.models.map(|list| {
+            list.into_iter()
+                .map(|m| {
+                    let base = ModelSpec::discovered(&m.id);
+                    ModelSpec {
+                        context_window: m.context_window.unwrap_or(base.context_window),
+                        max_output_tokens: m.max_output_tokens.unwrap_or(base.max_output_tokens),
+                        supports_tools: m.supports_tools.unwrap_or(base.supports_tools),
+                        supports_reasoning: m.supports_reasoning.unwrap_or(base.supports_reasoning),
+                        fast_sibling: m.fast_sibling,
+                        input_microcredits_per_mtok: m
+                            .pricing
+                            .as_ref()
+                            .map_or(0, |p| p.input_microcredits_per_mtok),
+                        output_microcredits_per_mtok: m
+                            .pricing
+                            .as_ref()
+                            .map_or(0, |p| p.output_microcredits_per_mtok),
+                        ..base
+                    }
+                })
+                .collect()
+        });
+        out.push(ProviderConfig {
+            id: p.id,
+            kind,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            api_key,
+            models,
+            policy: CallPolicy::default(),
+        });
+    }
+    let openai_key = env("ALUMIA_OPENAI_API_KEY");
+    let openai_url = env("ALUMIA_OPENAI_BASE_URL");
+    if openai_key.is_some() || openai_url.is_some() {
+        let models = env("ALUMIA_OPENAI_MODELS").map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(ModelSpec::discovered)
+                .collect()
+        });
+        upsert(
+            &mut out,
+            ProviderConfig {
+                id: "openai".into(),
+                kind: ProviderKind::OpenAi,
+                base_url: openai_url
+                    .unwrap_or_else(|| "https://api.openai.com/v1".into())
+                    .trim_end_matches('/')
+                    .to_string(),
+                api_key: openai_key.map(ApiSecret::new),
+                models,
+                policy: CallPolicy::default(),
+            },
+        );
+    }
+    if let Some(key) = env("ALUMIA_ANTHROPIC_API_KEY") {
+        let models = env("ALUMIA_ANTHROPIC_MODELS").map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(|m| ModelSpec {
+                    supports_reasoning: true,
+                    context_window: 200_000,
+                    ..ModelSpec::discovered(m)
+                })
+                .collect()
+        });
+        upsert(
+            &mut out,
+            ProviderConfig {
+                id: "anthropic".into(),
+                kind: ProviderKind::Anthropic,
+                base_url: env("ALUMIA_ANTHROPIC_BASE_URL")
+                    .unwrap_or_else(|| "https://api.anthropic.com".into())
+                    .trim_end_matches('/')
+                    .to_string(),
+                api_key: Some(ApiSecret::new(key)),
+                models,
+                policy: CallPolicy::default(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn upsert(list: &mut Vec<ProviderConfig>, provider: ProviderConfig) {
+    match list.iter_mut().find(|p| p.id == provider.id) {
+        Some(existing) => *existing = provider,
+        None => list.push(provider),
+    }
 }

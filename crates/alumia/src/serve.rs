@@ -8,6 +8,8 @@ use std::time::Duration;
 use alumia_core::identity::Identity;
 use alumia_core::limits::RateLimiter;
 use alumia_core::{Clock, SystemClock};
+use alumia_runtime::fanout::RedisFanout;
+use alumia_runtime::{Catalog, Runtime};
 use alumia_server::fanout::{RedisKeyBus, spawn_key_invalidation_listener};
 use alumia_server::limiter::{MemoryLimiter, RedisLimiter};
 use alumia_server::{AppState, ServerSettings};
@@ -136,14 +138,47 @@ async fn serve(
             shutdown.clone(),
         );
     }
-    let state = AppState::new(store.clone(), identity, limiter, clock, settings);
+    let catalog = Arc::new(Catalog::new(
+        config.providers.clone(),
+        config.default_model.clone(),
+    ));
+    // Discovers the models of providers configured without a list; one that
+    // cannot be reached now joins at a later refresh.
+    catalog.refresh().await;
+    let fanout = match &config.redis_url {
+        Some(url) => Some(
+            RedisFanout::new(url, &config.redis_prefix)
+                .map_err(|e| anyhow::anyhow!("bad Redis URL: {e}"))?,
+        ),
+        None => None,
+    };
+    let runtime = Runtime::new(
+        store.clone(),
+        clock.clone(),
+        catalog.clone(),
+        identity.secret().clone(),
+        config.turn_limits.clone(),
+        fanout,
+    );
+    runtime.spawn_maintenance();
+    let state = AppState::with_runtime(
+        store.clone(),
+        identity,
+        limiter,
+        clock,
+        settings,
+        runtime.clone(),
+    );
+    let providers: Vec<String> = std::iter::once("dev".to_string())
+        .chain(config.providers.iter().map(|p| p.id.clone()))
+        .collect();
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let local = listener.local_addr()?;
     eprintln!(
-        "alumia {} listening on {local} public_url={} database={} redis={} providers=dev secret_key={secret_source} role={}",
+        "alumia {} listening on {local} public_url={} database={} redis={} providers={} models={} secret_key={secret_source} role={}",
         env!("CARGO_PKG_VERSION"),
         config.public_url,
         store.kind(),
@@ -152,6 +187,8 @@ async fn serve(
         } else {
             "off"
         },
+        providers.join(","),
+        catalog.entries().len(),
         args.role,
     );
     if config.public_url_defaulted && !config.listen.ip().is_loopback() {
@@ -175,11 +212,18 @@ async fn serve(
 
     let server = tokio::spawn(alumia_server::serve(listener, state, shutdown.clone()));
     shutdown.cancelled().await;
-    tracing::info!("shutting down: finishing in-flight requests (up to 30 s)");
-    match tokio::time::timeout(Duration::from_secs(30), server).await {
+    tracing::info!("shutting down: finishing in-flight requests and turns (up to 30 s)");
+    // Turns get the same 30 s; what is left then ends as `error` with its
+    // session paused, which also ends the streams that relay it.
+    let turns = tokio::spawn({
+        let runtime = runtime.clone();
+        async move { runtime.shutdown(Duration::from_secs(30)).await }
+    });
+    match tokio::time::timeout(Duration::from_secs(40), server).await {
         Ok(joined) => joined??,
-        Err(_) => tracing::warn!("requests still running after 30 s; stopping anyway"),
+        Err(_) => tracing::warn!("requests still running after 40 s; stopping anyway"),
     }
+    let _ = turns.await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

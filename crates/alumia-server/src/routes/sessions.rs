@@ -15,7 +15,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiQuery, Auth, parse_id};
+use crate::extract::{ApiJson, ApiJsonRaw, ApiQuery, Auth, parse_id};
+use crate::idempotency::{self, IdempotencyKey};
 use crate::routes::{ListQuery, finish_page};
 use crate::state::AppState;
 use crate::views::{self, ok};
@@ -169,24 +170,29 @@ pub async fn of_agent(
     list_page(&state, &p, filter, &q, &format!("agent:{}", agent.id)).await
 }
 
-/// `POST /api/v1/sessions` → 201 with participants.
+/// `POST /api/v1/sessions` → 201 with participants. Supports `Idempotency-Key`.
 pub async fn create(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiJson(req): ApiJson<SessionRequest>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJsonRaw(req, raw): ApiJsonRaw<SessionRequest>,
 ) -> ApiResult<Response> {
-    if req.status.is_some() {
-        return Err(DomainError::invalid("status", "is set by the server on create").into());
-    }
-    let session = sessions(&state)
-        .create(&p, input(req), &agents(&state))
-        .await?;
-    let participants = state
-        .store
-        .list_participants(&p.org, session.id)
-        .await
-        .map_err(DomainError::from)?;
-    Ok(views::created(view(&session, Some(&participants))))
+    let fingerprint = idempotency::fingerprint("POST", "/api/v1/sessions", &[], &raw);
+    idempotency::run(&state, &p, key, &fingerprint, || async {
+        if req.status.is_some() {
+            return Err(DomainError::invalid("status", "is set by the server on create").into());
+        }
+        let session = sessions(&state)
+            .create(&p, input(req), &agents(&state))
+            .await?;
+        let participants = state
+            .store
+            .list_participants(&p.org, session.id)
+            .await
+            .map_err(DomainError::from)?;
+        Ok(views::created(view(&session, Some(&participants))))
+    })
+    .await
 }
 
 /// `GET /api/v1/sessions/:id`, with participants.

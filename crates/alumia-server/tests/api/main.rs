@@ -5,6 +5,7 @@
 mod agents;
 mod api_keys;
 mod chat;
+mod chat_providers;
 mod csrf;
 mod envelope;
 mod login;

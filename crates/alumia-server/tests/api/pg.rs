@@ -276,3 +276,224 @@ async fn sessions_work_on_postgres() {
     assert_eq!(list["data"]["items"][0]["agentName"], "Ala");
     finish(app, db).await;
 }
+
+/// Chat on PostgreSQL: a turn streams and is stored; a second turn on the
+/// same session is refused while it runs; stop keeps the partial message.
+#[tokio::test]
+async fn chat_turns_stream_store_and_stop_on_postgres() {
+    let (db, app, browser) = owner_on_fresh_postgres().await;
+    let (key, _) = browser.mint_key("pg", None).await;
+    let res = crate::chat::chat(
+        &app,
+        &key,
+        json!({"messages": [{"role": "user", "content": "/tool echo {\"text\":\"x\"}\nhello"}]}),
+    )
+    .await;
+    let session = res.headers()["x-alumia-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let chunks = crate::chat::parse_sse(&res.text().await.unwrap());
+    assert_eq!(chunks.last().unwrap().1["finishReason"], "stop");
+    let (_, list) = read(
+        app.get_with_key(&format!("/api/v1/sessions/{session}/messages"), &key)
+            .await,
+    )
+    .await;
+    let items = list["data"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        items[1]["text"],
+        "echo: hello\ntool echo returned {\"text\":\"x\"}"
+    );
+    assert_eq!(items[1]["parts"][1]["type"], "tool-echo");
+
+    // A slow turn: a second POST is refused, stop cancels and keeps the prefix.
+    let slow = crate::chat::chat(
+        &app,
+        &key,
+        json!({"sessionId": session, "messages": [{"role": "user", "content": "/delay 100\na b c d e f g h i j"}]}),
+    )
+    .await;
+    assert_eq!(slow.status(), 200);
+    let (s, b) = read(
+        crate::chat::chat(
+            &app,
+            &key,
+            json!({"sessionId": session, "messages": [{"role": "user", "content": "again"}]}),
+        )
+        .await,
+    )
+    .await;
+    assert_error(s, &b, 409, "CONFLICT", "turn_in_progress");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let (s, stopped) = read(
+        app.http
+            .post(app.at(&format!("/api/v1/chat/{session}/stop")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, &stopped["data"]["status"]),
+        (200, &json!("cancelled")),
+        "{stopped}"
+    );
+    let chunks = crate::chat::parse_sse(&slow.text().await.unwrap());
+    let t = crate::chat::types(&chunks);
+    assert_eq!(&t[t.len() - 2..], ["abort", "finish"]);
+    let (_, list) = read(
+        app.get_with_key(
+            &format!("/api/v1/sessions/{session}/messages?order=desc&limit=1"),
+            &key,
+        )
+        .await,
+    )
+    .await;
+    let last = &list["data"]["items"][0];
+    assert_eq!(last["status"], "cancelled");
+    let text = last["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("echo: ")
+            && "echo: a b c d e f g h i j".starts_with(text)
+            && text.len() < 24,
+        "{text}"
+    );
+    let (_, s) = read(
+        app.get_with_key(&format!("/api/v1/sessions/{session}"), &key)
+            .await,
+    )
+    .await;
+    assert_eq!(s["data"]["status"], "paused");
+    finish(app, db).await;
+}
+
+/// Two replicas on one PostgreSQL (with or without Redis): a client on B
+/// follows a turn running on A from seq 0, or after a Last-Event-ID,
+/// without missing or repeating a chunk; a stop sent to B ends it on A.
+async fn follow_across_replicas(with_redis: bool) {
+    let db = fresh_pg_database().await;
+    let prefix = RedisPrefix::new().await;
+    let replica = || {
+        let mut b = TestApp::builder().db(TestDb::Url(db.url.clone()));
+        if with_redis {
+            b = b.redis(&redis_url(), &prefix.prefix);
+        }
+        b.spawn()
+    };
+    let a = replica().await;
+    let b = replica().await;
+    let mut browser = a.browser();
+    browser.setup("owner@example.com", "acme").await;
+    let (key, _) = browser.mint_key("shared", None).await;
+
+    let words: Vec<String> = (0..30).map(|i| format!("w{i}")).collect();
+    let content = format!("/delay 40\n{}", words.join(" "));
+    let on_a = crate::chat::chat(
+        &a,
+        &key,
+        json!({"messages": [{"role": "user", "content": content}]}),
+    )
+    .await;
+    let session = on_a.headers()["x-alumia-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let turn = on_a.headers()["x-alumia-turn-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let a_body = tokio::spawn(async move { on_a.text().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let attach = |last: Option<String>| {
+        let mut req = b
+            .http
+            .get(b.at(&format!("/api/v1/chat/{session}/stream")))
+            .bearer_auth(&key);
+        if let Some(l) = last {
+            req = req.header("last-event-id", l);
+        }
+        req.send()
+    };
+    let full = attach(None).await.unwrap();
+    assert_eq!(full.status(), 200);
+    assert_eq!(full.headers()["x-alumia-turn-id"].to_str().unwrap(), turn);
+    let tail = attach(Some(format!("{turn}:5"))).await.unwrap();
+    if with_redis {
+        // B follows through the turn's Redis channel, not only by polling.
+        let client = redis::Client::open(redis_url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let (_, subscribers): (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(format!("{}turn:{turn}", prefix.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            subscribers, 2,
+            "both readers on B subscribe to the turn's channel"
+        );
+    }
+    let full = tokio::spawn(async move { full.text().await.unwrap() });
+    let tail = tokio::spawn(async move { tail.text().await.unwrap() });
+
+    let original = crate::chat::parse_sse(&a_body.await.unwrap());
+    let followed = crate::chat::parse_sse(&full.await.unwrap());
+    let tail = crate::chat::parse_sse(&tail.await.unwrap());
+    assert_eq!(
+        followed, original,
+        "B replays and follows exactly A's chunks"
+    );
+    assert_eq!(
+        tail,
+        original[6..],
+        "after Last-Event-ID :5, chunks 6.. exactly"
+    );
+    assert_eq!(original.last().unwrap().1["finishReason"], "stop");
+
+    // A stop sent to B reaches the turn running on A.
+    let slow = crate::chat::chat(
+        &a,
+        &key,
+        json!({"sessionId": session, "messages": [{"role": "user", "content": content}]}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let (s, body) = read(
+        b.http
+            .post(b.at(&format!("/api/v1/chat/{session}/stop")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let chunks = crate::chat::parse_sse(&slow.text().await.unwrap());
+    assert_eq!(crate::chat::types(&chunks).last().unwrap(), "finish");
+    assert!(crate::chat::types(&chunks).contains(&"abort".to_string()));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    a.stop().await;
+    b.stop().await;
+    prefix.cleanup().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_turn_on_one_replica_is_followed_and_stopped_from_another_through_redis() {
+    follow_across_replicas(true).await;
+}
+
+#[tokio::test]
+async fn without_redis_another_replica_follows_a_turn_by_polling_the_log() {
+    follow_across_replicas(false).await;
+}
