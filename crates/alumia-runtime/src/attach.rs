@@ -20,6 +20,9 @@ use crate::hub::frame;
 
 pub type FrameStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
 
+/// `(seq, data)` chunks of a turn followed through Redis.
+type LiveChunks = Pin<Box<dyn Stream<Item = (i64, String)> + Send>>;
+
 /// How often a reader without Redis looks for new log events.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -32,7 +35,7 @@ struct Follow {
     p: Principal,
     turn_id: Uuid,
     last: i64,
-    live: Option<Pin<Box<dyn Stream<Item = (i64, String)> + Send>>>,
+    live: Option<LiveChunks>,
     /// Frames to hand out, last first.
     out: Vec<Bytes>,
     done: bool,
@@ -74,7 +77,7 @@ impl Runtime {
         // Subscribe before reading the log, so nothing falls between the two.
         let live = match &self.fanout {
             Some(f) => match f.follow(turn.id).await {
-                Ok(s) => Some(Box::pin(s) as Pin<Box<dyn Stream<Item = (i64, String)> + Send>>),
+                Ok(s) => Some(Box::pin(s) as LiveChunks),
                 Err(e) => {
                     tracing::warn!(error = %e, "Redis follow failed; polling the log");
                     None

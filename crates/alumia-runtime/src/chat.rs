@@ -208,9 +208,20 @@ impl Runtime {
             (None, Some(m)) if !agent.is_default => m.clone(),
             _ => self.org_default_model(p).await?,
         };
-        self.catalog.resolve(&id).ok_or_else(|| {
+        let entry = self.catalog.resolve(&id).ok_or_else(|| {
             DomainError::invalid_with_reason("unknown_model", "model", "not in the model catalogue")
-        })
+        })?;
+        // `settings.fastMode` swaps in the model's configured fast sibling.
+        let fast = agent.settings.get("fastMode").and_then(Value::as_bool) == Some(true);
+        if fast
+            && let Some(sibling) = &entry.spec.fast_sibling
+            && let Some(faster) = self
+                .catalog
+                .resolve(&format!("{}/{sibling}", entry.provider))
+        {
+            return Ok(faster);
+        }
+        Ok(entry)
     }
 
     fn check_capacity(&self) -> DomainResult<()> {

@@ -126,7 +126,7 @@ impl Runtime {
                 if let Err(e) = rt.store.fail_stale_turns(stale, now).await {
                     tracing::warn!(error = %e, "stale turns not checked");
                 }
-                if n % 60 == 0 {
+                if n.is_multiple_of(60) {
                     let before = now
                         - chrono::Duration::from_std(rt.limits.log_retention).unwrap_or_default();
                     if let Err(e) = rt.store.prune_turn_events(before).await {

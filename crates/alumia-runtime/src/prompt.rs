@@ -104,8 +104,68 @@ fn assistant(m: &ChatMessage, out: &mut Vec<PromptMessage>) {
     }
 }
 
+/// A rough token count (4 bytes a token): enough to keep a prompt inside
+/// the context window without a tokenizer per provider.
+fn estimate(m: &PromptMessage) -> usize {
+    let bytes = match m {
+        PromptMessage::User { text } => text.len(),
+        PromptMessage::Assistant { text, tool_calls } => {
+            text.len()
+                + tool_calls
+                    .iter()
+                    .map(|c| c.name.len() + c.arguments.to_string().len())
+                    .sum::<usize>()
+        }
+        PromptMessage::ToolResult { output, .. } => output.len(),
+    };
+    bytes / 4 + 4
+}
+
+/// Drops the oldest messages until the estimate fits `budget` tokens
+/// (spec 03 §5.3: from the prompt, never from storage). The prompt never
+/// starts with orphaned tool results, and the newest message always stays.
+pub fn fit(messages: &mut Vec<PromptMessage>, budget: usize) {
+    let mut total: usize = messages.iter().map(estimate).sum();
+    let mut drop = 0;
+    while total > budget && drop + 1 < messages.len() {
+        total -= estimate(&messages[drop]);
+        drop += 1;
+    }
+    while drop + 1 < messages.len() && matches!(messages[drop], PromptMessage::ToolResult { .. }) {
+        drop += 1;
+    }
+    messages.drain(..drop);
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fit_drops_the_oldest_and_never_leaves_orphaned_results() {
+        let big = |t: &str| PromptMessage::User {
+            text: t.repeat(400),
+        };
+        let mut m = vec![
+            big("a"),
+            PromptMessage::Assistant {
+                text: String::new(),
+                tool_calls: vec![],
+            },
+            PromptMessage::ToolResult {
+                call_id: "c".into(),
+                name: "echo".into(),
+                output: "x".repeat(400),
+                is_error: false,
+            },
+            big("b"),
+        ];
+        fit(&mut m, 150);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0], big("b"));
+        let mut small = vec![PromptMessage::User { text: "hi".into() }];
+        fit(&mut small, 1);
+        assert_eq!(small.len(), 1, "the newest message always stays");
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -393,6 +393,16 @@ async fn run_loop(
     for _step in 0..max_steps {
         let chunks = w.assembly.start_step();
         w.emit_all(chunks);
+        let max_output = entry.spec.max_output_tokens.min(
+            limits
+                .max_output_tokens
+                .saturating_sub(usage.output_tokens)
+                .max(1),
+        );
+        let budget = (entry.spec.context_window as usize).saturating_sub(
+            max_output as usize + system.iter().map(String::len).sum::<usize>() / 4,
+        );
+        crate::prompt::fit(&mut prompt, budget);
         let request = ModelRequest {
             model: entry.model.clone(),
             system: (!system.is_empty()).then(|| system.join("\n\n")),

@@ -797,3 +797,147 @@ async fn no_secret_reaches_the_server_log() {
         "the server secret reached the log"
     );
 }
+
+/// A loopback OpenAI-compatible server: `GET /v1/models` lists m1 and m2,
+/// every chat completion streams "from the fake". Records Authorization.
+async fn fake_openai() -> (String, Arc<Mutex<Vec<String>>>) {
+    use axum::routing::{get, post};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v1/models",
+            get(|| async { axum::Json(json!({"object": "list", "data": [{"id": "m1"}, {"id": "m2"}]})) }),
+        )
+        .route(
+            "/v1/chat/completions",
+            post(move |headers: axum::http::HeaderMap| {
+                let record = record.clone();
+                async move {
+                    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    record.lock().unwrap().push(auth.to_string());
+                    let chunk = |delta: Value, finish: Value| {
+                        format!("data: {}\n\n", json!({"id": "x", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}))
+                    };
+                    let body = [
+                        chunk(json!({"role": "assistant", "content": "from "}), Value::Null),
+                        chunk(json!({"content": "the fake"}), Value::Null),
+                        chunk(json!({}), json!("stop")),
+                        "data: [DONE]\n\n".to_string(),
+                    ]
+                    .concat();
+                    ([("content-type", "text/event-stream")], body)
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/v1"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_from_the_environment_and_the_config_file_reach_the_catalogue_and_chat() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (base, seen) = fake_openai().await;
+    let config = dir.join("alumia.toml");
+    std::fs::write(
+        &config,
+        "[[providers]]\nid = \"local\"\nkind = \"anthropic\"\napi_key_env = \"LOCAL_LLM_KEY\"\nbase_url = \"http://127.0.0.1:9\"\n[[providers.models]]\nid = \"claude-x\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_string();
+
+    // A provider whose key variable is unset stops `serve` with a clear message.
+    let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let unset = alumia(dir, &["serve", "--listen", &listen, "--config", &config]);
+    assert_eq!(unset.code, Some(2), "{unset:?}");
+    assert!(unset.stderr.contains("LOCAL_LLM_KEY"), "{unset:?}");
+
+    let boot = alumia(
+        dir,
+        &[
+            "admin",
+            "bootstrap",
+            "--email",
+            "a@x.io",
+            "--password",
+            PASSWORD,
+            "--org-slug",
+            "acme",
+            "--org-name",
+            "Acme",
+        ],
+    );
+    assert_eq!(boot.code, Some(0), "{boot:?}");
+    let key = alumia(
+        dir,
+        &[
+            "admin",
+            "create-key",
+            "--email",
+            "a@x.io",
+            "--org-slug",
+            "acme",
+            "--name",
+            "ci",
+        ],
+    );
+    let key = key.stdout.trim().to_string();
+
+    let mut cmd = command(dir);
+    cmd.env("ALUMIA_OPENAI_BASE_URL", &base)
+        .env("ALUMIA_OPENAI_API_KEY", "sk-env-secret-4242")
+        .env("LOCAL_LLM_KEY", "sk-file-secret-1717");
+    let mut server = Server::start_with(cmd, "127.0.0.1", &["--config", &config]);
+    server.wait_healthy().await;
+    let line = server.wait_log_line("listening on").await;
+    assert!(line.contains("providers=dev,local,openai"), "{line}");
+    assert!(line.contains("models=4"), "{line}");
+
+    let http = client();
+    let models: Value = http
+        .get(server.url("/api/v1/models"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["dev/echo", "local/claude-x", "openai/m1", "openai/m2"]
+    );
+
+    let res = http
+        .post(server.url("/api/v1/chat"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "openai/m2", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("\"delta\":\"from \"") && body.contains("\"delta\":\"the fake\""),
+        "{body}"
+    );
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        ["Bearer sk-env-secret-4242"]
+    );
+    let log = server.log();
+    assert!(
+        !log.contains("sk-env-secret") && !log.contains("sk-file-secret"),
+        "{log}"
+    );
+}
