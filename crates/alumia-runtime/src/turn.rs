@@ -419,11 +419,17 @@ async fn run_loop(
             temperature,
             reasoning_effort: reasoning_effort.clone(),
         };
-        let opened = tokio::select! {
-            r = client.stream(request) => r,
-            _ = cancel.cancelled() => return Outcome::Stopped,
-            _ = shutdown.cancelled() => return Outcome::Shutdown,
-            _ = sleep_until(deadline) => return Outcome::Limit("wall_clock"),
+        // Up to the first-byte timeout: keep beating the heartbeat meanwhile.
+        let open = client.stream(request);
+        tokio::pin!(open);
+        let opened = loop {
+            tokio::select! {
+                r = &mut open => break r,
+                _ = cancel.cancelled() => return Outcome::Stopped,
+                _ = shutdown.cancelled() => return Outcome::Shutdown,
+                _ = sleep_until(deadline) => return Outcome::Limit("wall_clock"),
+                _ = tick.tick() => w.maybe_flush(),
+            }
         };
         let mut stream = match opened {
             Ok(s) => s,

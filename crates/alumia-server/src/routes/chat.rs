@@ -133,7 +133,11 @@ pub async fn chat(
     let fingerprint = idempotency::fingerprint("POST", "/api/v1/chat", &[], &raw);
     let key = match idempotency::claim(&state, &p, key, &fingerprint).await? {
         Claim::Answer(response) => return Ok(response),
-        Claim::Replay(stored) => return replay_turn(&state, &p, &headers, &stored.body).await,
+        // The stored result is a turn (replayed as its stream) or a refusal.
+        Claim::Replay(stored) if stored.body.contains("\"turnId\"") => {
+            return replay_turn(&state, &p, &headers, &stored.body).await;
+        }
+        Claim::Replay(stored) => return Ok(idempotency::replay(stored)),
         Claim::Run(key) => key,
     };
     let input = ChatInput {
@@ -185,14 +189,7 @@ async fn replay_turn(
         record["messageId"].as_str(),
     );
     let (Some(session_id), Some(turn_id), Some(message_id)) = ids else {
-        // A record of a refusal (404/409): replay it as stored.
-        return Ok(idempotency::replay(
-            alumia_core::chat_store::StoredResponse {
-                status: 200,
-                body: record.to_string(),
-                location: None,
-            },
-        ));
+        return Err(ApiError::internal("an idempotency record without its turn"));
     };
     let frames = match state.runtime.attach(p, turn_id, None).await? {
         Some(frames) => frames,
