@@ -32,6 +32,9 @@ use crate::new_id;
 use crate::scope::OrgScope;
 use crate::store::{PageRequest, Store, StoreResult};
 
+mod chat;
+pub use chat::*;
+
 /// One contract test, as a plain function pointer the backends' harnesses call.
 pub type ContractTest = for<'a> fn(&'a dyn Store) -> ContractFuture<'a>;
 pub type ContractFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -64,6 +67,20 @@ macro_rules! store_contract_tests {
             audit_events_newest_first_scoped_and_paged,
             agents_are_scoped_soft_deleted_and_ala_comes_with_the_org,
             chat_sessions_keep_participants_filter_and_soft_delete,
+            chat_messages_append_in_order_and_atomically,
+            chat_messages_list_in_seq_pages_and_scoped,
+            turns_start_once_and_refusals_store_nothing,
+            turns_start_concurrently_admits_one,
+            idle_appends_never_land_inside_a_running_turn,
+            turns_save_progress_stop_and_finish,
+            finishing_a_turn_leaves_a_later_turns_claim,
+            stale_turns_fail_and_release_their_sessions,
+            prune_turn_events_only_of_turns_ended_before,
+            idempotency_keys_claim_replay_release_and_expire,
+            idempotency_concurrent_claims_admit_one,
+            provider_keys_one_per_provider_and_scoped,
+            peer_messages_list_take_and_count,
+            peer_messages_concurrent_takes_never_share,
             tenant_isolation,
         );
     };

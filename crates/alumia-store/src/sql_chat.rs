@@ -490,7 +490,7 @@ macro_rules! impl_chat_store {
                     // Only release the session if it is still this turn's.
                     sqlx::query(
                         "UPDATE chat_sessions SET running_turn = NULL, status = $4, updated_at = $5 \
-                         WHERE org_id = $1 AND id = $2 AND ($3 IS NOT NULL)",
+                         WHERE org_id = $1 AND id = $2 AND running_turn LIKE $3",
                     )
                     .bind(org.org_id().to_string())
                     .bind(turn.session_id.to_string())
