@@ -15,12 +15,14 @@ pub fn our_tool_name(provider_name: &str) -> String {
     provider_name.replace("__", ".")
 }
 
-pub fn history(messages: &[ChatMessage]) -> Vec<PromptMessage> {
+/// `name_senders`: prefix messages other agents sent with who sent them,
+/// so a real model can tell peers apart (dev/echo echoes the bare text).
+pub fn history(messages: &[ChatMessage], name_senders: bool) -> Vec<PromptMessage> {
     let mut out = Vec::new();
     for m in messages {
         match m.role.as_str() {
             "user" => {
-                let text = if m.author_kind == "agent" {
+                let text = if name_senders && m.author_kind == "agent" {
                     format!(
                         "[message from agent {}]\n{}",
                         m.author_id.map(|a| a.to_string()).unwrap_or_default(),
@@ -191,19 +193,22 @@ mod tests {
 
     #[test]
     fn tool_steps_become_calls_then_results() {
-        let history = history(&[
-            message("user", json!([{"type": "text", "text": "hi"}])),
-            message(
-                "assistant",
-                json!([
-                    {"type": "step-start"},
-                    {"type": "tool-conn.op", "toolCallId": "c1", "state": "output-available", "input": {"a": 1}, "output": {"ok": true}},
-                    {"type": "tool-echo", "toolCallId": "c2", "state": "output-error", "input": {}, "errorText": "nope"},
-                    {"type": "step-start"},
-                    {"type": "text", "text": "done"}
-                ]),
-            ),
-        ]);
+        let history = history(
+            &[
+                message("user", json!([{"type": "text", "text": "hi"}])),
+                message(
+                    "assistant",
+                    json!([
+                        {"type": "step-start"},
+                        {"type": "tool-conn.op", "toolCallId": "c1", "state": "output-available", "input": {"a": 1}, "output": {"ok": true}},
+                        {"type": "tool-echo", "toolCallId": "c2", "state": "output-error", "input": {}, "errorText": "nope"},
+                        {"type": "step-start"},
+                        {"type": "text", "text": "done"}
+                    ]),
+                ),
+            ],
+            true,
+        );
         assert_eq!(history.len(), 5);
         assert_eq!(history[0], PromptMessage::User { text: "hi".into() });
         match &history[1] {

@@ -308,6 +308,9 @@ async fn run(rt: Arc<Runtime>, job: TurnJob) {
         .finish_turn(&principal.org, &turn, &end, rt.clock.now())
         .await
     {
+        if matches!(e, alumia_core::StoreError::NotFound) {
+            break; // the turn row is gone: nothing left to finalise
+        }
         attempt += 1;
         tracing::error!(turn = %turn.id, attempt, error = %e, "turn end not saved");
         if attempt >= 5 {
@@ -363,7 +366,7 @@ async fn run_loop(
             .filter(|m| m.role == "system")
             .map(|m| m.text.clone()),
     );
-    let mut prompt = crate::prompt::history(&history);
+    let mut prompt = crate::prompt::history(&history, entry.provider != "dev");
     let tool_specs: Vec<_> = if entry.spec.supports_tools {
         tools::effective(&ctx.agent)
             .iter()

@@ -25,6 +25,8 @@ enum Reply {
     Status(u16),
     /// Some SSE frames, then the connection closes without `[DONE]`.
     Cut(Vec<String>),
+    /// Headers only after this long.
+    Slow(u64),
 }
 
 #[derive(Clone, Default)]
@@ -67,6 +69,10 @@ async fn completions(State(fake): State<Fake>, headers: HeaderMap, body: String)
         )
             .into_response(),
         Reply::Sse(frames) => sse(frames.join("")),
+        Reply::Slow(ms) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            sse(openai_text(&["late"], 1).join(""))
+        }
         Reply::Cut(frames) => {
             // A body stream that errors: hyper aborts the chunked response.
             // Paced, so the frames reach the client before the cut.
@@ -568,4 +574,45 @@ async fn an_org_byok_key_replaces_the_server_key_and_is_never_shown_again() {
         0
     );
     assert_eq!(fake.calls()[0].0, "Bearer sk-org-owned-9876");
+}
+
+#[tokio::test]
+async fn a_slow_provider_times_out_into_an_error_chunk_not_a_hang() {
+    let fake = Fake::default();
+    fake.replies.lock().unwrap().push(Reply::Slow(3_000));
+    let base = spawn_fake(fake.clone()).await;
+    let mut slow = provider(
+        "local",
+        ProviderKind::OpenAi,
+        format!("{base}/v1"),
+        "sk",
+        Some(&["tiny"]),
+    );
+    slow.policy.first_byte_timeout = std::time::Duration::from_millis(200);
+    slow.policy.max_retries = 1;
+    let (app, key) = app_with(vec![slow]).await;
+    let started = std::time::Instant::now();
+    let res = chat(
+        &app,
+        &key,
+        json!({"messages": [{"role": "user", "content": "hi"}], "model": "local/tiny"}),
+    )
+    .await;
+    let session = res.headers()["x-alumia-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let chunks = parse_sse(&res.text().await.unwrap());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(types(&chunks), ["start", "start-step", "error", "finish"]);
+    assert_eq!(
+        chunks[2].1["errorText"],
+        "The model provider is unavailable"
+    );
+    assert_eq!(fake.calls().len(), 1, "a timeout is not retried");
+    assert_eq!(last_message(&app, &key, &session).await["status"], "error");
 }

@@ -5,12 +5,14 @@
 mod agents;
 mod api_keys;
 mod chat;
+mod chat_lifecycle;
 mod chat_providers;
 mod csrf;
 mod envelope;
 mod login;
 mod openapi;
 mod pages;
+mod peers;
 mod pg;
 mod rate_limits;
 mod redis;
