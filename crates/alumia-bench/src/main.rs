@@ -19,7 +19,18 @@
 //! (next to) nothing; `--log text|json` installs the one `alumia serve` uses
 //! (level `info`) writing to a sink: formatting cost, without the write(2) a
 //! real deployment adds per line.
+//!
+//! Chat modes (subcommands; without one the HTTP comparison above runs):
+//! `chat-latency` (the time `POST /api/v1/chat` adds to a streamed turn from
+//! a fake upstream, and whether every message is persisted) and
+//! `chat-capacity` (concurrent open chat streams one server holds, and its
+//! memory per stream). See `chat_latency.rs` and `chat_capacity.rs`.
 
+mod chat_app;
+mod chat_capacity;
+mod chat_client;
+mod chat_latency;
+mod fake_upstream;
 mod load;
 mod servers;
 mod sys;
@@ -29,7 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::load::{Round, Target, percentile_ms};
 use crate::servers::Servers;
@@ -39,7 +50,32 @@ pub const SERVER_THREAD: &str = "bench-server";
 pub const LOAD_THREAD: &str = "bench-load";
 
 #[derive(Parser, Debug)]
-#[command(about = "Authenticated GET /api/v1/models vs a bare axum handler, side by side")]
+#[command(
+    about = "Authenticated GET /api/v1/models vs a bare axum handler, side by side; chat modes as subcommands",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    #[command(flatten)]
+    http: Args,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// Added latency of POST /api/v1/chat over a fake upstream called directly.
+    #[command(name = "chat-latency")]
+    Latency(chat_latency::LatencyArgs),
+    /// Concurrent open chat streams one server holds, and its memory per stream.
+    #[command(name = "chat-capacity")]
+    Capacity(chat_capacity::CapacityArgs),
+    /// The chat server as a child process (used by chat-capacity).
+    #[command(name = "chat-server", hide = true)]
+    Server(chat_app::ChildArgs),
+}
+
+/// The HTTP side-by-side run (no subcommand).
+#[derive(clap::Args, Debug)]
 struct Args {
     /// Seconds per route per round.
     #[arg(long, default_value_t = 3.0)]
@@ -115,7 +151,16 @@ impl RouteStats {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.mode {
+        None => http_main(cli.http),
+        Some(Mode::Latency(args)) => chat_latency::run(args),
+        Some(Mode::Capacity(args)) => chat_capacity::run(args),
+        Some(Mode::Server(args)) => chat_app::child_main(args),
+    }
+}
+
+fn http_main(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.rounds > 0 && args.seconds > 0.0,
         "--rounds and --seconds must be positive"

@@ -125,3 +125,66 @@ pub fn affinity_by_group() -> BTreeMap<&'static str, std::collections::BTreeSet<
     }
     groups
 }
+
+/// `/proc/loadavg`'s three load averages.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `MemTotal` from `/proc/meminfo`, as printed there.
+pub fn mem_total() -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .map(|l| l.trim_start_matches("MemTotal:").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// utime + stime of a process (all its threads), in clock ticks.
+pub fn process_cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the `(comm)`, which may hold spaces: state is field 3,
+            // utime 14 and stime 15.
+            let rest = &s[s.rfind(')')? + 1..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .unwrap_or(0)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`), 100 when unknown.
+pub fn clk_tck() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Raises the soft open-file limit to the hard one; returns (before, now).
+/// Children inherit it.
+pub fn raise_nofile() -> (u64, u64) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let before = getrlimit(Resource::Nofile);
+    let soft = before.current.unwrap_or(u64::MAX);
+    if before.current.is_some() && before.current != before.maximum {
+        let raised = rustix::process::Rlimit {
+            current: before.maximum,
+            maximum: before.maximum,
+        };
+        let _ = setrlimit(Resource::Nofile, raised);
+    }
+    let now = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    (soft, now)
+}
