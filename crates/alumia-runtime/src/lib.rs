@@ -39,8 +39,11 @@ pub struct TurnLimits {
     pub tool_timeout: Duration,
     /// Largest tool output fed back to the model, bytes.
     pub max_tool_output: usize,
-    /// How often the streaming message and the event log are saved.
+    /// How often the streaming message and the event log are saved (when
+    /// something changed).
     pub flush_interval: Duration,
+    /// How often an idle turn still beats its heartbeat (well under `stale_after`).
+    pub heartbeat_interval: Duration,
     /// A running turn whose heartbeat is older than this belongs to a dead process.
     pub stale_after: Duration,
     /// How long event logs are kept after a turn ends.
@@ -57,6 +60,7 @@ impl Default for TurnLimits {
             tool_timeout: Duration::from_secs(60),
             max_tool_output: 100 * 1024,
             flush_interval: Duration::from_millis(250),
+            heartbeat_interval: Duration::from_secs(5),
             stale_after: Duration::from_secs(30),
             log_retention: Duration::from_secs(24 * 3600),
         }

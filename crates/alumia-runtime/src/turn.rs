@@ -63,6 +63,7 @@ struct Writer {
     pending: Vec<TurnEvent>,
     assembly: Assembly,
     last_flush: Instant,
+    last_save: Instant,
     saves: mpsc::UnboundedSender<(MessageProgress, Vec<TurnEvent>)>,
 }
 
@@ -102,13 +103,15 @@ impl Writer {
         if self.last_flush.elapsed() < self.rt.limits.flush_interval {
             return;
         }
-        self.last_flush = Instant::now();
-        if self.pending.is_empty() && !self.assembly.take_dirty() {
-            // Still beat the heartbeat so the turn is not taken for dead.
-            let _ = self.saves.send((self.progress("streaming"), Vec::new()));
+        let changed = !self.pending.is_empty() | self.assembly.take_dirty();
+        // An idle turn (a slow model, a long tool) writes only a heartbeat,
+        // and only every `heartbeat_interval`: held streams cost few writes.
+        if !changed && self.last_save.elapsed() < self.rt.limits.heartbeat_interval {
+            self.last_flush = Instant::now();
             return;
         }
-        self.assembly.take_dirty();
+        self.last_flush = Instant::now();
+        self.last_save = self.last_flush;
         let events = std::mem::take(&mut self.pending);
         let _ = self.saves.send((self.progress("streaming"), events));
     }
@@ -212,6 +215,7 @@ async fn run(rt: Arc<Runtime>, job: TurnJob) {
         pending: Vec::new(),
         assembly: Assembly::default(),
         last_flush: Instant::now(),
+        last_save: Instant::now(),
         saves,
     };
     w.emit(json!({
@@ -302,7 +306,7 @@ async fn run(rt: Arc<Runtime>, job: TurnJob) {
         session_status: session_status.into(),
         events: std::mem::take(&mut w.pending),
     };
-    let mut attempt = 0;
+    let mut attempt: u64 = 0;
     while let Err(e) = rt
         .store
         .finish_turn(&principal.org, &turn, &end, rt.clock.now())
@@ -311,12 +315,22 @@ async fn run(rt: Arc<Runtime>, job: TurnJob) {
         if matches!(e, alumia_core::StoreError::NotFound) {
             break; // the turn row is gone: nothing left to finalise
         }
+        // A busy or briefly unreachable database must not lose the answer:
+        // retry for about a minute. If the stale sweep ends the turn
+        // meanwhile, this write still stores its real outcome.
         attempt += 1;
-        tracing::error!(turn = %turn.id, attempt, error = %e, "turn end not saved");
-        if attempt >= 5 {
+        let level_error = attempt.is_multiple_of(10);
+        if level_error {
+            tracing::error!(turn = %turn.id, attempt, error = %e, "turn end not saved yet");
+        } else {
+            tracing::warn!(turn = %turn.id, attempt, error = %e, "turn end not saved yet; retrying");
+        }
+        if attempt >= 40 {
+            tracing::error!(turn = %turn.id, "turn end given up after 40 attempts");
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+        let backoff = std::time::Duration::from_millis((100 * attempt).min(2_000));
+        tokio::time::sleep(backoff).await;
     }
     if let Some(fanout) = &rt.fanout {
         fanout.flush().await;

@@ -47,5 +47,11 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    async fn close_pools(&self) {
+        self.pool.close().await;
+    }
+}
+
 impl_sql_store!(PgStore);
 impl_chat_store!(PgStore);

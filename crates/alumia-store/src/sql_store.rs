@@ -146,7 +146,7 @@ macro_rules! impl_sql_store {
             }
 
             async fn close(&self) {
-                self.pool.close().await;
+                self.close_pools().await;
             }
 
             async fn count_users(&self) -> StoreResult<i64> {

@@ -22,6 +22,10 @@ pub enum Synchronous {
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection for write transactions: writers queue here, in
+    /// order, instead of sleeping in SQLite's busy handler while they hold
+    /// pooled connections (which made tail latency grow with concurrency).
+    writer: SqlitePool,
 }
 
 impl EngineDb for SqliteStore {
@@ -59,6 +63,13 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.clone())
+            .await
+            .map_err(crate::errors::err)?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            // Queued writers wait their turn; a write is a few milliseconds.
+            .acquire_timeout(options.acquire_timeout.max(Duration::from_secs(10)))
             .connect_with(connect)
             .await
             .map_err(crate::errors::err)?;
@@ -68,7 +79,7 @@ impl SqliteStore {
                 .await
                 .map_err(|e| alumia_core::StoreError::Other(format!("migration failed: {e}")))?;
         }
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, writer })
     }
 
     /// Writes start with `BEGIN IMMEDIATE`, so a transaction never upgrades
@@ -76,10 +87,17 @@ impl SqliteStore {
     async fn begin_write(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, alumia_core::StoreError> {
-        self.pool
+        self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(crate::errors::err)
+    }
+}
+
+impl SqliteStore {
+    async fn close_pools(&self) {
+        self.writer.close().await;
+        self.pool.close().await;
     }
 }
 
