@@ -188,6 +188,20 @@ pub trait ChatStore: Send + Sync {
         participant_agent: Uuid,
     ) -> StoreResult<Result<Vec<ChatMessage>, StartTurnError>>;
 
+    /// As `start_turn`, creating the session (and its first participants)
+    /// in the same transaction: a chat without `sessionId` commits once.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_turn_in_new_session(
+        &self,
+        org: &OrgScope,
+        session: &crate::model::ChatSession,
+        participants: &[crate::model::Participant],
+        turn: &Turn,
+        new_messages: &[ChatMessage],
+        assistant: &ChatMessage,
+        participant_agent: Uuid,
+    ) -> StoreResult<Result<Vec<ChatMessage>, StartTurnError>>;
+
     /// Saves the streaming message and new log events, beats the heartbeat,
     /// and says whether a stop was requested.
     async fn save_turn_progress(

@@ -71,6 +71,21 @@ impl Sessions<'_> {
         input: SessionInput,
         agents: &Agents<'_>,
     ) -> DomainResult<ChatSession> {
+        let (session, participants) = self.prepare(p, input, agents).await?;
+        self.store
+            .create_chat_session(&p.org, &session, &participants)
+            .await?;
+        Ok(session)
+    }
+
+    /// Validates and builds a new session and its first participants
+    /// without storing them (chat stores them with the first turn).
+    pub async fn prepare(
+        &self,
+        p: &Principal,
+        input: SessionInput,
+        agents: &Agents<'_>,
+    ) -> DomainResult<(ChatSession, Vec<Participant>)> {
         self.check(&input)?;
         if input.project_id.is_some() {
             // Projects arrive with their own issue; until then none can match.
@@ -116,10 +131,7 @@ impl Sessions<'_> {
                 joined_at: self.now,
             });
         }
-        self.store
-            .create_chat_session(&p.org, &session, &participants)
-            .await?;
-        Ok(session)
+        Ok((session, participants))
     }
 
     pub async fn list(

@@ -71,6 +71,7 @@ macro_rules! store_contract_tests {
             chat_messages_list_in_seq_pages_and_scoped,
             turns_start_once_and_refusals_store_nothing,
             turns_start_concurrently_admits_one,
+            turns_start_in_a_new_session_atomically,
             idle_appends_never_land_inside_a_running_turn,
             turns_save_progress_stop_and_finish,
             finishing_a_turn_leaves_a_later_turns_claim,

@@ -34,6 +34,12 @@ pub struct ChatInput {
     pub trigger: Option<String>,
 }
 
+/// The session a turn runs in: stored already, or created with the turn.
+pub(crate) enum SessionSource {
+    Existing(ChatSession),
+    New(ChatSession, Vec<alumia_core::model::Participant>),
+}
+
 /// A turn that has been claimed and is running.
 pub struct StartedTurn {
     pub session_id: Uuid,
@@ -338,18 +344,15 @@ impl Runtime {
         self.check_capacity()?;
 
         let session = match session {
-            Some(s) => s,
+            Some(s) => SessionSource::Existing(s),
             None => {
-                self.sessions()
-                    .create(
-                        p,
-                        SessionInput {
-                            agent_id: Some(agent.id.to_string()),
-                            ..SessionInput::default()
-                        },
-                        &self.agents(),
-                    )
-                    .await?
+                let input = SessionInput {
+                    agent_id: Some(agent.id.to_string()),
+                    ..SessionInput::default()
+                };
+                let (session, participants) =
+                    self.sessions().prepare(p, input, &self.agents()).await?;
+                SessionSource::New(session, participants)
             }
         };
         self.begin(p, session, agent, entry, messages, 0).await
@@ -402,7 +405,15 @@ impl Runtime {
         }
         let entry = self.model_for(p, &agent, model).await?;
         self.check_capacity()?;
-        self.begin(p, session, agent, entry, Vec::new(), 0).await
+        self.begin(
+            p,
+            SessionSource::Existing(session),
+            agent,
+            entry,
+            Vec::new(),
+            0,
+        )
+        .await
     }
 
     /// Whether messages arrived after the last assistant message.
@@ -414,20 +425,24 @@ impl Runtime {
         Ok(last.first().is_some_and(|m| m.role == "user"))
     }
 
-    /// Claims the session and starts the runner.
+    /// Claims the session (creating it first when it is new, in the same
+    /// transaction) and starts the runner.
     pub(crate) async fn begin(
         self: &Arc<Self>,
         p: &Principal,
-        session: ChatSession,
+        session: SessionSource,
         agent: Agent,
         entry: ModelEntry,
         messages: Vec<ChatMessage>,
         hops: u32,
     ) -> DomainResult<StartedTurn> {
         let now = self.clock.now();
+        let session_id = match &session {
+            SessionSource::Existing(s) | SessionSource::New(s, _) => s.id,
+        };
         let turn = Turn {
             id: new_id(),
-            session_id: session.id,
+            session_id,
             agent_id: agent.id,
             message_id: new_id().to_string(),
             model: entry.id.clone(),
@@ -441,7 +456,7 @@ impl Runtime {
         };
         let assistant = ChatMessage {
             id: turn.message_id.clone(),
-            session_id: session.id,
+            session_id,
             seq: 0,
             role: "assistant".into(),
             parts: json!([]),
@@ -456,11 +471,30 @@ impl Runtime {
             created_at: now,
             updated_at: now,
         };
-        match self
-            .store
-            .start_turn(&p.org, &turn, &messages, &assistant, agent.id)
-            .await?
-        {
+        let claimed = match &session {
+            SessionSource::Existing(_) => {
+                self.store
+                    .start_turn(&p.org, &turn, &messages, &assistant, agent.id)
+                    .await?
+            }
+            SessionSource::New(s, participants) => {
+                self.store
+                    .start_turn_in_new_session(
+                        &p.org,
+                        s,
+                        participants,
+                        &turn,
+                        &messages,
+                        &assistant,
+                        agent.id,
+                    )
+                    .await?
+            }
+        };
+        let session = match session {
+            SessionSource::Existing(s) | SessionSource::New(s, _) => s,
+        };
+        match claimed {
             Ok(_) => {}
             Err(StartTurnError::SessionNotFound) => return Err(DomainError::NotFound),
             Err(StartTurnError::TurnInProgress) => {
@@ -548,7 +582,15 @@ pub(crate) fn queue_peer_turn(
             let session = rt.sessions().get(&p, session).await?;
             let entry = rt.model_for(&p, &agent, None).await?;
             rt.check_capacity()?;
-            rt.begin(&p, session, agent, entry, Vec::new(), hops).await
+            rt.begin(
+                &p,
+                SessionSource::Existing(session),
+                agent,
+                entry,
+                Vec::new(),
+                hops,
+            )
+            .await
         }
         .await;
         match result {

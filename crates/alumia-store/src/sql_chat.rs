@@ -253,6 +253,96 @@ macro_rules! impl_chat_store {
                 Ok(())
             }
 
+            /// The claim, the messages, the turn row and the agent's
+            /// participation, inside `tx` (the caller commits on success).
+            async fn start_turn_in(
+                tx: &mut sqlx::Transaction<'static, Db>,
+                org: &OrgScope,
+                turn: &Turn,
+                new_messages: &[ChatMessage],
+                assistant: &ChatMessage,
+                participant_agent: Uuid,
+            ) -> StoreResult<Result<Vec<ChatMessage>, StartTurnError>> {
+                let at = to_millis(turn.started_at);
+                let running = serde_json::json!({
+                    "id": turn.id,
+                    "startedAt": format_ts(turn.started_at),
+                    "agentId": turn.agent_id,
+                });
+                let claimed = sqlx::query(
+                    "UPDATE chat_sessions SET running_turn = $3, status = 'active', updated_at = $4 \
+                     WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL AND running_turn IS NULL",
+                )
+                .bind(org.org_id().to_string())
+                .bind(turn.session_id.to_string())
+                .bind(running.to_string())
+                .bind(at)
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+                if claimed.rows_affected() == 0 {
+                    let live: Option<i32> = sqlx::query_scalar(
+                        "SELECT 1 FROM chat_sessions WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL",
+                    )
+                    .bind(org.org_id().to_string())
+                    .bind(turn.session_id.to_string())
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(err)?;
+                    return Ok(Err(if live.is_some() {
+                        StartTurnError::TurnInProgress
+                    } else {
+                        StartTurnError::SessionNotFound
+                    }));
+                }
+                let mut out = Vec::with_capacity(new_messages.len() + 1);
+                for m in new_messages.iter().chain(std::iter::once(assistant)) {
+                    match append_one(tx, org, turn.session_id, m).await {
+                        Ok(stored) => out.push(stored),
+                        Err(StoreError::Conflict("duplicate_message")) => {
+                            return Ok(Err(StartTurnError::DuplicateMessage(m.id.clone())));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO turns (id, org_id, session_id, agent_id, message_id, model, status, \
+                     stop_requested, started_at, heartbeat_at, last_seq) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'running', FALSE, $7, $7, -1)",
+                )
+                .bind(turn.id.to_string())
+                .bind(org.org_id().to_string())
+                .bind(turn.session_id.to_string())
+                .bind(turn.agent_id.to_string())
+                .bind(&turn.message_id)
+                .bind(&turn.model)
+                .bind(at)
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+                // The agent joins the session when it first runs a turn.
+                let joined: Option<i32> = sqlx::query_scalar(
+                    "SELECT 1 FROM session_participants WHERE session_id = $1 AND kind = 'agent' AND participant_id = $2",
+                )
+                .bind(turn.session_id.to_string())
+                .bind(participant_agent.to_string())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(err)?;
+                if joined.is_none() {
+                    sqlx::query(
+                        "INSERT INTO session_participants (session_id, kind, participant_id, joined_at) VALUES ($1, 'agent', $2, $3)",
+                    )
+                    .bind(turn.session_id.to_string())
+                    .bind(participant_agent.to_string())
+                    .bind(at)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(err)?;
+                }
+                Ok(Ok(out))
+            }
+
             #[async_trait::async_trait]
             impl ChatStore for $store {
                 async fn append_messages(
@@ -344,85 +434,30 @@ macro_rules! impl_chat_store {
                     participant_agent: Uuid,
                 ) -> StoreResult<Result<Vec<ChatMessage>, StartTurnError>> {
                     let mut tx = self.begin_write().await?;
-                    let at = to_millis(turn.started_at);
-                    let running = serde_json::json!({
-                        "id": turn.id,
-                        "startedAt": format_ts(turn.started_at),
-                        "agentId": turn.agent_id,
-                    });
-                    let claimed = sqlx::query(
-                        "UPDATE chat_sessions SET running_turn = $3, status = 'active', updated_at = $4 \
-                         WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL AND running_turn IS NULL",
-                    )
-                    .bind(org.org_id().to_string())
-                    .bind(turn.session_id.to_string())
-                    .bind(running.to_string())
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-                    if claimed.rows_affected() == 0 {
-                        let live: Option<i32> = sqlx::query_scalar(
-                            "SELECT 1 FROM chat_sessions WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL",
-                        )
-                        .bind(org.org_id().to_string())
-                        .bind(turn.session_id.to_string())
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                        return Ok(Err(if live.is_some() {
-                            StartTurnError::TurnInProgress
-                        } else {
-                            StartTurnError::SessionNotFound
-                        }));
+                    let started = start_turn_in(&mut tx, org, turn, new_messages, assistant, participant_agent).await?;
+                    if started.is_ok() {
+                        tx.commit().await.map_err(err)?;
                     }
-                    let mut out = Vec::with_capacity(new_messages.len() + 1);
-                    for m in new_messages.iter().chain(std::iter::once(assistant)) {
-                        match append_one(&mut tx, org, turn.session_id, m).await {
-                            Ok(stored) => out.push(stored),
-                            Err(StoreError::Conflict("duplicate_message")) => {
-                                return Ok(Err(StartTurnError::DuplicateMessage(m.id.clone())));
-                            }
-                            Err(e) => return Err(e),
-                        }
+                    Ok(started)
+                }
+
+                async fn start_turn_in_new_session(
+                    &self,
+                    org: &OrgScope,
+                    session: &alumia_core::model::ChatSession,
+                    participants: &[alumia_core::model::Participant],
+                    turn: &Turn,
+                    new_messages: &[ChatMessage],
+                    assistant: &ChatMessage,
+                    participant_agent: Uuid,
+                ) -> StoreResult<Result<Vec<ChatMessage>, StartTurnError>> {
+                    let mut tx = self.begin_write().await?;
+                    <$store>::insert_chat_session(&mut tx, org, session, participants).await?;
+                    let started = start_turn_in(&mut tx, org, turn, new_messages, assistant, participant_agent).await?;
+                    if started.is_ok() {
+                        tx.commit().await.map_err(err)?;
                     }
-                    sqlx::query(
-                        "INSERT INTO turns (id, org_id, session_id, agent_id, message_id, model, status, \
-                         stop_requested, started_at, heartbeat_at, last_seq) \
-                         VALUES ($1, $2, $3, $4, $5, $6, 'running', FALSE, $7, $7, -1)",
-                    )
-                    .bind(turn.id.to_string())
-                    .bind(org.org_id().to_string())
-                    .bind(turn.session_id.to_string())
-                    .bind(turn.agent_id.to_string())
-                    .bind(&turn.message_id)
-                    .bind(&turn.model)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-                    // The agent joins the session when it first runs a turn.
-                    let joined: Option<i32> = sqlx::query_scalar(
-                        "SELECT 1 FROM session_participants WHERE session_id = $1 AND kind = 'agent' AND participant_id = $2",
-                    )
-                    .bind(turn.session_id.to_string())
-                    .bind(participant_agent.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(err)?;
-                    if joined.is_none() {
-                        sqlx::query(
-                            "INSERT INTO session_participants (session_id, kind, participant_id, joined_at) VALUES ($1, 'agent', $2, $3)",
-                        )
-                        .bind(turn.session_id.to_string())
-                        .bind(participant_agent.to_string())
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                    }
-                    tx.commit().await.map_err(err)?;
-                    Ok(Ok(out))
+                    Ok(started)
                 }
 
                 async fn save_turn_progress(

@@ -32,6 +32,47 @@ macro_rules! impl_sql_store {
                    WHERE wm.workspace_id = w.id AND wm.user_id = $2))";
 
         impl $store {
+            /// Inserts a session and its first participants inside `tx`.
+            pub(crate) async fn insert_chat_session(
+                tx: &mut sqlx::Transaction<'static, <Self as EngineDb>::Db>,
+                org: &OrgScope,
+                c: &ChatSession,
+                participants: &[Participant],
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO chat_sessions (id, org_id, workspace_id, project_id, agent_id, user_id, label, \
+                     status, relationship, running_turn, metadata, message_count, last_message_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, 0, NULL, $11, $11)",
+                )
+                .bind(c.id.to_string())
+                .bind(org.org_id().to_string())
+                .bind(c.workspace_id.to_string())
+                .bind(c.project_id.map(|u| u.to_string()))
+                .bind(c.agent_id.map(|u| u.to_string()))
+                .bind(c.user_id.to_string())
+                .bind(&c.label)
+                .bind(&c.status)
+                .bind(&c.relationship)
+                .bind(c.metadata.to_string())
+                .bind(to_millis(c.created_at))
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+                for p in participants {
+                    sqlx::query(
+                        "INSERT INTO session_participants (session_id, kind, participant_id, joined_at) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(c.id.to_string())
+                    .bind(&p.kind)
+                    .bind(p.id.to_string())
+                    .bind(to_millis(p.joined_at))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(err)?;
+                }
+                Ok(())
+            }
+
             async fn insert_user<'c, E>(exec: E, user: &NewUser) -> StoreResult<()>
             where
                 E: sqlx::Executor<'c, Database = <Self as EngineDb>::Db>,
@@ -769,37 +810,7 @@ macro_rules! impl_sql_store {
                 participants: &[Participant],
             ) -> StoreResult<()> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query(
-                    "INSERT INTO chat_sessions (id, org_id, workspace_id, project_id, agent_id, user_id, label, \
-                     status, relationship, running_turn, metadata, message_count, last_message_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, 0, NULL, $11, $11)",
-                )
-                .bind(c.id.to_string())
-                .bind(org.org_id().to_string())
-                .bind(c.workspace_id.to_string())
-                .bind(c.project_id.map(|u| u.to_string()))
-                .bind(c.agent_id.map(|u| u.to_string()))
-                .bind(c.user_id.to_string())
-                .bind(&c.label)
-                .bind(&c.status)
-                .bind(&c.relationship)
-                .bind(c.metadata.to_string())
-                .bind(to_millis(c.created_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-                for p in participants {
-                    sqlx::query(
-                        "INSERT INTO session_participants (session_id, kind, participant_id, joined_at) VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(c.id.to_string())
-                    .bind(&p.kind)
-                    .bind(p.id.to_string())
-                    .bind(to_millis(p.joined_at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-                }
+                Self::insert_chat_session(&mut tx, org, c, participants).await?;
                 tx.commit().await.map_err(err)?;
                 Ok(())
             }

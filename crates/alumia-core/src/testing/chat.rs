@@ -1934,3 +1934,86 @@ pub async fn peer_messages_concurrent_takes_never_share(store: &dyn Store) {
         0
     );
 }
+
+/// A chat without `sessionId` creates its session with the first turn, in
+/// one transaction: a refused start leaves no session behind.
+pub async fn turns_start_in_a_new_session_atomically(store: &dyn Store) {
+    let f = Fixture::new(store, "newsess").await;
+    let fresh = |label: &str| ChatSession {
+        id: new_id(),
+        org_id: f.scope.org_id(),
+        workspace_id: f.org.default_workspace_id,
+        project_id: None,
+        agent_id: Some(f.agent()),
+        user_id: f.owner,
+        label: label.into(),
+        status: "active".into(),
+        relationship: "direct".into(),
+        running_turn: None,
+        metadata: json!({}),
+        message_count: 0,
+        last_message_at: None,
+        created_at: f.at(1),
+        updated_at: f.at(1),
+    };
+    let owner = [Participant {
+        kind: "user".into(),
+        id: f.owner,
+        joined_at: f.at(1),
+    }];
+
+    // Started: the session exists, claimed, with both messages and both participants.
+    let s = fresh("ok");
+    let turn = f.turn(s.id, f.agent(), "a-1", f.at(1));
+    let started = ok(
+        store
+            .start_turn_in_new_session(
+                &f.scope,
+                &s,
+                &owner,
+                &turn,
+                &[f.user_message("u-1", f.at(1))],
+                &f.assistant_message("a-1", f.agent(), f.at(1)),
+                f.agent(),
+            )
+            .await,
+        "start_turn_in_new_session",
+    );
+    assert_eq!(seqs(&started.expect("starts")), [1, 2]);
+    let stored = f.reread(store, s.id).await;
+    assert_eq!(stored.message_count, 2);
+    assert_eq!(stored.running_turn, Some(running_json(&turn)));
+    let participants = ok(
+        store.list_participants(&f.scope, s.id).await,
+        "list_participants",
+    );
+    assert_eq!(participants.len(), 2, "{participants:?}");
+    assert_eq!(agent_participants(&participants, f.agent()), 1);
+
+    // Refused (a repeated message id): no session, no messages, no turn.
+    let s2 = fresh("dup");
+    let turn2 = f.turn(s2.id, f.agent(), "dup", f.at(2));
+    let refused = ok(
+        store
+            .start_turn_in_new_session(
+                &f.scope,
+                &s2,
+                &owner,
+                &turn2,
+                &[f.user_message("dup", f.at(2))],
+                &f.assistant_message("dup", f.agent(), f.at(2)),
+                f.agent(),
+            )
+            .await,
+        "start_turn_in_new_session(dup)",
+    );
+    assert_eq!(refused, Err(StartTurnError::DuplicateMessage("dup".into())));
+    assert!(
+        ok(
+            store.get_chat_session(&f.scope, s2.id).await,
+            "get_chat_session"
+        )
+        .is_none()
+    );
+    assert!(ok(store.get_turn(&f.scope, turn2.id).await, "get_turn").is_none());
+}
