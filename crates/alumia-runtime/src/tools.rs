@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use alumia_core::agents::{AgentInput, Agents};
+use alumia_core::agents::AgentInput;
 use alumia_core::chat_store::{ChatMessage, PeerMessage};
 use alumia_core::model::{Agent, ChatSession, Participant, SessionFilter};
 use alumia_core::store::PageRequest;
@@ -155,16 +155,8 @@ fn str_arg<'a>(input: &'a Value, key: &str) -> Result<&'a str, ToolError> {
         .ok_or_else(|| ToolError::Refused(format!("`{key}` is required")))
 }
 
-fn agents<'a>(rt: &'a Runtime) -> Agents<'a> {
-    Agents {
-        store: rt.store.as_ref(),
-        now: rt.clock.now(),
-        step_up_window_secs: 0,
-        models: rt.catalog.as_ref(),
-    }
-}
-
-fn peer_view(a: &Agent) -> Value {
+/// How a peer is shown (`list_agents`, `GET /agents/:id/peers`).
+pub fn peer_view(a: &Agent) -> Value {
     json!({"id": a.id, "slug": a.slug, "name": a.name, "avatar": a.avatar, "isActive": a.is_active})
 }
 
@@ -183,7 +175,7 @@ pub async fn peers(rt: &Runtime, p: &Principal, agent: &Agent) -> Result<Vec<Age
         after: None,
     };
     loop {
-        let batch = agents(rt).list(p, page).await?;
+        let batch = rt.agents().list(p, page).await?;
         let last = batch
             .last()
             .map(|a| (alumia_core::clock::to_millis(a.updated_at), a.id));
@@ -227,7 +219,9 @@ async fn spawn_agent(ctx: &ToolCtx, input: &Value) -> Result<Value, ToolError> {
     }
     let name = str_arg(input, "name")?;
     let prompt = str_arg(input, "systemPrompt")?;
-    let agent = agents(&ctx.rt)
+    let agent = ctx
+        .rt
+        .agents()
         .create(
             &ctx.principal,
             AgentInput {
@@ -262,7 +256,7 @@ async fn message_agent(ctx: &ToolCtx, input: &Value) -> Result<Value, ToolError>
             "peer message limit reached for this conversation".into(),
         ));
     }
-    let peer = match agents(&ctx.rt).get(&ctx.principal, target).await {
+    let peer = match ctx.rt.agents().get(&ctx.principal, target).await {
         Ok(a) if a.id != ctx.agent.id => a,
         Ok(_) => return Err(ToolError::Refused("an agent cannot message itself".into())),
         Err(DomainError::NotFound) => {
@@ -291,7 +285,9 @@ async fn set_agent_model(ctx: &ToolCtx, input: &Value) -> Result<Value, ToolErro
         ));
     }
     let model = str_arg(input, "model")?;
-    let agent = agents(&ctx.rt)
+    let agent = ctx
+        .rt
+        .agents()
         .update(
             &ctx.principal,
             &ctx.agent.id.to_string(),

@@ -155,10 +155,7 @@ pub async fn peers(
 ) -> ApiResult<Response> {
     let agent = service(&state).get(&p, &id).await?;
     let peers = alumia_runtime::tools::peers(&state.runtime, &p, &agent).await?;
-    let items: Vec<_> = peers
-        .iter()
-        .map(|a| json!({"id": a.id, "slug": a.slug, "name": a.name, "avatar": a.avatar, "isActive": a.is_active}))
-        .collect();
+    let items: Vec<_> = peers.iter().map(alumia_runtime::tools::peer_view).collect();
     Ok(views::page(items, None))
 }
 

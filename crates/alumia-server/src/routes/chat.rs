@@ -264,12 +264,9 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let session_id = parse_id(&id)?;
-    let session = alumia_core::sessions::Sessions {
-        store: state.store.as_ref(),
-        now: state.clock.now(),
-    }
-    .get(&p, session_id)
-    .await?;
+    let session = super::sessions::sessions(&state)
+        .get(&p, session_id)
+        .await?;
     let last_event = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

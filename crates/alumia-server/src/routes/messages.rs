@@ -3,7 +3,6 @@
 use alumia_core::DomainError;
 use alumia_core::chat_store::ChatMessage;
 use alumia_core::clock::format_ts;
-use alumia_core::sessions::Sessions;
 use alumia_types::dto::{MessageAuthor, MessageView};
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -15,6 +14,7 @@ use crate::error::ApiResult;
 use crate::extract::{ApiJsonRaw, ApiQuery, Auth, parse_id};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::routes::ListQuery;
+use crate::routes::sessions::sessions;
 use crate::state::AppState;
 use crate::views;
 
@@ -36,13 +36,6 @@ pub fn view(m: &ChatMessage) -> MessageView {
         metadata: m.metadata.clone(),
         created_at: format_ts(m.created_at),
         updated_at: format_ts(m.updated_at),
-    }
-}
-
-fn sessions(state: &AppState) -> Sessions<'_> {
-    Sessions {
-        store: state.store.as_ref(),
-        now: state.clock.now(),
     }
 }
 

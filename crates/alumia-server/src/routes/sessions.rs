@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use alumia_core::DomainError;
-use alumia_core::agents::Agents;
 use alumia_core::clock::{format_ts, to_millis};
 use alumia_core::model::{AgentRef, ChatSession, Participant, SessionFilter};
 use alumia_core::sessions::{STATUSES, SessionInput, Sessions};
@@ -21,19 +20,10 @@ use crate::routes::{ListQuery, finish_page};
 use crate::state::AppState;
 use crate::views::{self, ok};
 
-fn sessions(state: &AppState) -> Sessions<'_> {
+pub(crate) fn sessions(state: &AppState) -> Sessions<'_> {
     Sessions {
         store: state.store.as_ref(),
         now: state.clock.now(),
-    }
-}
-
-fn agents<'a>(state: &'a AppState) -> Agents<'a> {
-    Agents {
-        store: state.store.as_ref(),
-        now: state.clock.now(),
-        step_up_window_secs: state.settings.auth.step_up_window_secs,
-        models: state.runtime.catalog.as_ref(),
     }
 }
 
@@ -143,7 +133,7 @@ pub async fn list(
         return Err(DomainError::invalid("status", "is not a session status").into());
     }
     let agent_id = match q.agent_id.as_deref() {
-        Some(raw) => Some(agents(&state).get(&p, raw).await?.id),
+        Some(raw) => Some(super::agents::service(&state).get(&p, raw).await?.id),
         None => None,
     };
     let filter = SessionFilter {
@@ -162,7 +152,7 @@ pub async fn of_agent(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
-    let agent = agents(&state).get(&p, &id).await?;
+    let agent = super::agents::service(&state).get(&p, &id).await?;
     let filter = SessionFilter {
         agent_id: Some(agent.id),
         ..SessionFilter::default()
@@ -183,7 +173,7 @@ pub async fn create(
             return Err(DomainError::invalid("status", "is set by the server on create").into());
         }
         let session = sessions(&state)
-            .create(&p, input(req), &agents(&state))
+            .create(&p, input(req), &super::agents::service(&state))
             .await?;
         let participants = state
             .store

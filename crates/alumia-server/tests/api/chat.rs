@@ -1,6 +1,7 @@
 //! `POST /api/v1/chat` with the built-in dev model: the stream, what is
 //! stored, and the refusals before a stream starts.
 
+use alumia_testkit::TestApp;
 use serde_json::{Value, json};
 
 use crate::{app_with_owner, assert_error, read};
@@ -37,6 +38,48 @@ pub fn types(chunks: &[(String, Value)]) -> Vec<String> {
         .iter()
         .map(|(_, c)| c["type"].as_str().unwrap().to_string())
         .collect()
+}
+
+pub fn text_of(chunks: &[(String, Value)]) -> String {
+    chunks
+        .iter()
+        .filter(|(_, c)| c["type"] == "text-delta")
+        .map(|(_, c)| c["delta"].as_str().unwrap())
+        .collect()
+}
+
+pub async fn get(app: &TestApp, key: &str, path: &str) -> (u16, Value) {
+    read(app.get_with_key(path, key).await).await
+}
+
+pub async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> (u16, Value) {
+    read(
+        app.http
+            .post(app.at(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+pub async fn messages(app: &TestApp, key: &str, session: &str) -> Vec<Value> {
+    let (status, body) = get(
+        app,
+        key,
+        &format!("/api/v1/sessions/{session}/messages?limit=100"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["items"].as_array().unwrap().clone()
+}
+
+pub async fn session(app: &TestApp, key: &str, id: &str) -> Value {
+    let (status, body) = get(app, key, &format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].clone()
 }
 
 pub async fn chat(app: &alumia_testkit::TestApp, key: &str, body: Value) -> reqwest::Response {
@@ -84,11 +127,7 @@ async fn a_turn_streams_the_ui_message_protocol_and_is_stored() {
     for (i, (id, _)) in chunks.iter().enumerate() {
         assert_eq!(id, &format!("{turn_id}:{i}"));
     }
-    let deltas: String = chunks
-        .iter()
-        .filter(|(_, c)| c["type"] == "text-delta")
-        .map(|(_, c)| c["delta"].as_str().unwrap())
-        .collect();
+    let deltas = text_of(&chunks);
     assert_eq!(deltas, "echo: hello there");
     let start = &chunks[0].1;
     assert_eq!(start["messageMetadata"]["sessionId"], session_id.as_str());
@@ -98,17 +137,7 @@ async fn a_turn_streams_the_ui_message_protocol_and_is_stored() {
     assert_eq!(finish["messageMetadata"]["usage"]["inputTokens"], 2);
     assert_eq!(finish["messageMetadata"]["usage"]["outputTokens"], 3);
 
-    let (status, list) = read(
-        app.http
-            .get(app.at(&format!("/api/v1/sessions/{session_id}/messages")))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200, "{list}");
-    let items = list["data"]["items"].as_array().unwrap();
+    let items = messages(&app, &key, &session_id).await;
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["role"], "user");
     assert_eq!(items[0]["text"], "hello there");
@@ -120,18 +149,10 @@ async fn a_turn_streams_the_ui_message_protocol_and_is_stored() {
     assert_eq!(items[1]["model"], "dev/echo");
     assert_eq!(items[1]["usage"]["outputTokens"], 3);
 
-    let (_, session) = read(
-        app.http
-            .get(app.at(&format!("/api/v1/sessions/{session_id}")))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(session["data"]["messageCount"], 2);
-    assert_eq!(session["data"]["runningTurn"], Value::Null);
-    assert_eq!(session["data"]["status"], "active");
+    let session = session(&app, &key, &session_id).await;
+    assert_eq!(session["messageCount"], 2);
+    assert_eq!(session["runningTurn"], Value::Null);
+    assert_eq!(session["status"], "active");
 }
 
 #[tokio::test]
@@ -158,11 +179,7 @@ async fn tool_directives_run_tools_and_a_disallowed_tool_fails_cleanly() {
         .expect("nope fails");
     assert_eq!(err.1["toolCallId"], "call_2");
     assert_eq!(err.1["errorText"], "unknown tool: nope");
-    let text: String = chunks
-        .iter()
-        .filter(|(_, c)| c["type"] == "text-delta")
-        .map(|(_, c)| c["delta"].as_str().unwrap())
-        .collect();
+    let text = text_of(&chunks);
     assert_eq!(
         text,
         "echo: ok\ntool echo returned {\"text\":\"hi\"}\ntool nope failed: unknown tool: nope"
@@ -189,16 +206,8 @@ async fn a_runaway_loop_ends_at_the_step_limit_and_pauses_the_session() {
     let finish = &chunks.last().unwrap().1;
     assert_eq!(finish["finishReason"], "length");
     assert_eq!(finish["messageMetadata"]["limit"], "steps");
-    let (_, session) = read(
-        app.http
-            .get(app.at(&format!("/api/v1/sessions/{session_id}")))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(session["data"]["status"], "paused");
+    let session = session(&app, &key, &session_id).await;
+    assert_eq!(session["status"], "paused");
 }
 
 #[tokio::test]
@@ -220,15 +229,10 @@ async fn a_model_error_ends_the_stream_with_an_error_chunk_and_is_recorded() {
     assert_eq!(t, ["start", "start-step", "error", "finish"]);
     assert_eq!(chunks[2].1["errorText"], "dev/echo error: boom");
     assert_eq!(chunks[3].1["finishReason"], "error");
-    let (_, list) = read(
-        app.http
-            .get(app.at(&format!(
-                "/api/v1/sessions/{session_id}/messages?order=desc&limit=1"
-            )))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap(),
+    let (_, list) = get(
+        &app,
+        &key,
+        &format!("/api/v1/sessions/{session_id}/messages?order=desc&limit=1"),
     )
     .await;
     assert_eq!(list["data"]["items"][0]["status"], "error");

@@ -9,7 +9,7 @@ use alumia_testkit::TestApp;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::chat::{chat, parse_sse, types};
+use crate::chat::{chat, get, messages, parse_sse, post, session, text_of, types};
 use crate::{add_user, app_with_owner, assert_error, read};
 
 /// Longest wait for anything a test expects to happen.
@@ -109,14 +109,6 @@ pub fn words(n: usize) -> String {
         .join(" ")
 }
 
-pub fn text_of(chunks: &[(String, Value)]) -> String {
-    chunks
-        .iter()
-        .filter(|(_, c)| c["type"] == "text-delta")
-        .map(|(_, c)| c["delta"].as_str().unwrap())
-        .collect()
-}
-
 pub fn seqs(chunks: &[(String, Value)], turn: &str) -> Vec<i64> {
     chunks
         .iter()
@@ -126,40 +118,6 @@ pub fn seqs(chunks: &[(String, Value)], turn: &str) -> Vec<i64> {
             seq.parse().unwrap()
         })
         .collect()
-}
-
-pub async fn get(app: &TestApp, key: &str, path: &str) -> (u16, Value) {
-    read(app.get_with_key(path, key).await).await
-}
-
-pub async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> (u16, Value) {
-    read(
-        app.http
-            .post(app.at(path))
-            .bearer_auth(key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-}
-
-pub async fn messages(app: &TestApp, key: &str, session: &str) -> Vec<Value> {
-    let (status, body) = get(
-        app,
-        key,
-        &format!("/api/v1/sessions/{session}/messages?limit=100"),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body["data"]["items"].as_array().unwrap().clone()
-}
-
-pub async fn session(app: &TestApp, key: &str, id: &str) -> Value {
-    let (status, body) = get(app, key, &format!("/api/v1/sessions/{id}")).await;
-    assert_eq!(status, 200, "{body}");
-    body["data"].clone()
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics at the deadline.

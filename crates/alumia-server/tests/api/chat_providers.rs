@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::chat::{chat, parse_sse, types};
+use crate::chat::{chat, parse_sse, text_of, types};
 use crate::read;
 
 /// What the fake answers each call with, in order (the last repeats).
@@ -167,26 +167,9 @@ async fn app_with(providers: Vec<ProviderConfig>) -> (TestApp, String) {
     (app, key)
 }
 
-fn text_of(chunks: &[(String, Value)]) -> String {
-    chunks
-        .iter()
-        .filter(|(_, c)| c["type"] == "text-delta")
-        .map(|(_, c)| c["delta"].as_str().unwrap())
-        .collect()
-}
-
 async fn last_message(app: &TestApp, key: &str, session: &str) -> Value {
-    let (_, list) = read(
-        app.http
-            .get(app.at(&format!(
-                "/api/v1/sessions/{session}/messages?order=desc&limit=1"
-            )))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let path = format!("/api/v1/sessions/{session}/messages?order=desc&limit=1");
+    let (_, list) = crate::chat::get(app, key, &path).await;
     list["data"]["items"][0].clone()
 }
 

@@ -4,8 +4,8 @@
 use alumia_testkit::TestApp;
 use serde_json::{Value, json};
 
-use crate::chat::{chat, parse_sse};
-use crate::chat_lifecycle::{eventually, get, messages, post, session};
+use crate::chat::{chat, get, messages, parse_sse, post, session};
+use crate::chat_lifecycle::eventually;
 use crate::{add_user, app_with_owner, assert_error, read};
 
 /// Runs a turn to its end: `(sessionId, chunks)`.
