@@ -1,6 +1,6 @@
 //! `GET /api/v1/models`: the catalogue of the runtime (spec 03 §4).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use alumia_core::principal::SCOPE_MODELS_READ;
 use alumia_runtime::catalog::ModelEntry;
@@ -38,14 +38,14 @@ pub fn view(e: &ModelEntry, default_model: &str) -> ModelView {
 }
 
 /// The page changes only when the catalogue does (a refresh swaps its
-/// `Arc`), so it is serialized once per catalogue, not per request.
+/// `Arc`), so it is serialized once per catalogue, not per request; the
+/// request path takes only a shared read lock.
 type CachedPage = Option<(Arc<[ModelEntry]>, Bytes)>;
-static PAGE: Mutex<CachedPage> = Mutex::new(None);
+static PAGE: RwLock<CachedPage> = RwLock::new(None);
 
 fn page_bytes(state: &AppState) -> Bytes {
     let entries = state.runtime.catalog.entries();
-    let mut cached = PAGE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((seen, bytes)) = cached.as_ref()
+    if let Some((seen, bytes)) = PAGE.read().unwrap_or_else(|e| e.into_inner()).as_ref()
         && Arc::ptr_eq(seen, &entries)
     {
         return bytes.clone();
@@ -62,7 +62,7 @@ fn page_bytes(state: &AppState) -> Bytes {
     let bytes: Bytes = serde_json::to_vec(&page)
         .expect("the catalogue serializes")
         .into();
-    *cached = Some((entries, bytes.clone()));
+    *PAGE.write().unwrap_or_else(|e| e.into_inner()) = Some((entries, bytes.clone()));
     bytes
 }
 
