@@ -70,6 +70,10 @@ pub struct LatencyArgs {
     /// Do not pin the server and the client to different CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Start every connection at once (the default staggers their first
+    /// turns over one answer's length, so turns do not arrive in waves).
+    #[arg(long)]
+    no_stagger: bool,
 }
 
 /// One path at one concurrency, all rounds.
@@ -125,6 +129,7 @@ async fn phase(
     req: Arc<TurnRequest>,
     concurrency: usize,
     limit: Limit,
+    stagger: Duration,
 ) -> anyhow::Result<Phase> {
     let mut senders = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
@@ -142,6 +147,10 @@ async fn phase(
             let mut samples = Vec::new();
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
             let mut done = 0;
+            // Connection i starts i/concurrency of an answer later: with a
+            // fixed-length upstream, turns started together stay together
+            // and arrive as one wave per answer.
+            tokio::time::sleep(stagger.mul_f64(i as f64 / concurrency as f64)).await;
             while done < quota && deadline.is_none_or(|d| Instant::now() < d) {
                 done += 1;
                 match chat_client::turn(&mut sender, &req).await {
@@ -289,8 +298,16 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
          (a new session every turn), SSE read to the first text-delta (TTFT) and to [DONE] (total)"
     );
     println!(
-        "load     closed loop, one HTTP/1.1 keep-alive connection per concurrent turn; {} round(s) x {} per path, \
+        "load     closed loop, one HTTP/1.1 keep-alive connection per concurrent turn, {}; {} round(s) x {} per path, \
          direct then alumia in each round, after {} s warm-up per path",
+        if args.no_stagger {
+            "all starting at once (--no-stagger)".to_string()
+        } else {
+            format!(
+                "first turns staggered over one answer ({} ms)",
+                args.ttft_ms + args.tokens as u64 * args.token_interval_ms
+            )
+        },
         args.rounds,
         match args.turns {
             Some(n) => format!("{n} turns"),
@@ -314,6 +331,11 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
     };
     let warmup = Duration::from_secs_f64(args.warmup);
     let mut goal: Option<(f64, usize, usize)> = None;
+    let stagger = if args.no_stagger {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(args.ttft_ms + args.tokens as u64 * args.token_interval_ms)
+    };
     for &c in &args.concurrency {
         let mut paths = [PathStats::default(), PathStats::default()];
         if !warmup.is_zero() {
@@ -328,6 +350,7 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
                     (*req).clone(),
                     c,
                     Limit::Time(warmup),
+                    stagger,
                 )))??;
             }
         }
@@ -339,7 +362,13 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
                     addr
                 };
                 let before = sys::cpu_by_group();
-                let p = load_rt.block_on(load_rt.spawn(phase(target, req.clone(), c, limit)))??;
+                let p = load_rt.block_on(load_rt.spawn(phase(
+                    target,
+                    req.clone(),
+                    c,
+                    limit,
+                    stagger,
+                )))??;
                 for (g, d) in sys::cpu_delta(&before, &sys::cpu_by_group()) {
                     *stats.cpu.entry(g).or_default() += d;
                 }

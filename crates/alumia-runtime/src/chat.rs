@@ -491,11 +491,12 @@ impl Runtime {
                     .await?
             }
         };
+        let new_session = matches!(session, SessionSource::New(..));
         let session = match session {
             SessionSource::Existing(s) | SessionSource::New(s, _) => s,
         };
-        match claimed {
-            Ok(_) => {}
+        let stored = match claimed {
+            Ok(stored) => stored,
             Err(StartTurnError::SessionNotFound) => return Err(DomainError::NotFound),
             Err(StartTurnError::TurnInProgress) => {
                 return Err(DomainError::conflict(
@@ -511,7 +512,14 @@ impl Runtime {
                     ),
                 ));
             }
-        }
+        };
+        // A new session's history is what was just stored: no need to read it back.
+        let history = new_session.then(|| {
+            stored
+                .into_iter()
+                .filter(|m| m.id != turn.message_id)
+                .collect()
+        });
         let live = LiveTurn::new(turn.id, session.id, p.org.org_id());
         let started = StartedTurn {
             session_id: session.id,
@@ -529,6 +537,7 @@ impl Runtime {
                 turn,
                 hops,
                 live,
+                history,
             },
         );
         Ok(started)

@@ -39,8 +39,9 @@ pub struct TurnLimits {
     pub tool_timeout: Duration,
     /// Largest tool output fed back to the model, bytes.
     pub max_tool_output: usize,
-    /// How often the streaming message and the event log are saved (when
-    /// something changed).
+    /// How often the streaming message and the event log are saved when
+    /// something changed (spec 03 §5.1: at least once a second); a
+    /// completed part is saved at once.
     pub flush_interval: Duration,
     /// How often an idle turn still beats its heartbeat (well under `stale_after`).
     pub heartbeat_interval: Duration,
@@ -59,7 +60,7 @@ impl Default for TurnLimits {
             max_concurrent_turns: 64,
             tool_timeout: Duration::from_secs(60),
             max_tool_output: 100 * 1024,
-            flush_interval: Duration::from_millis(250),
+            flush_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(5),
             stale_after: Duration::from_secs(30),
             log_retention: Duration::from_secs(24 * 3600),

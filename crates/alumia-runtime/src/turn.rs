@@ -30,6 +30,8 @@ pub(crate) struct TurnJob {
     pub turn: Turn,
     pub hops: u32,
     pub live: Arc<LiveTurn>,
+    /// The session's messages when the caller has them (a new session).
+    pub history: Option<Vec<alumia_core::chat_store::ChatMessage>>,
 }
 
 pub(crate) fn spawn(rt: Arc<Runtime>, job: TurnJob) {
@@ -64,11 +66,21 @@ struct Writer {
     assembly: Assembly,
     last_flush: Instant,
     last_save: Instant,
+    /// A part completed since the last save (spec 03 §5.1: parts are saved
+    /// as they complete, and at least once a second).
+    part_done: bool,
     saves: mpsc::UnboundedSender<(MessageProgress, Vec<TurnEvent>)>,
 }
 
 impl Writer {
     fn emit(&mut self, chunk: Value) {
+        if chunk
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(completes_part)
+        {
+            self.part_done = true;
+        }
         let data = chunk.to_string();
         self.live.push(frame(self.turn.id, self.seq, &data));
         if let Some(fanout) = &self.rt.fanout {
@@ -100,7 +112,7 @@ impl Writer {
 
     /// Hands a save to the persister when one is due (never waits on the database).
     fn maybe_flush(&mut self) {
-        if self.last_flush.elapsed() < self.rt.limits.flush_interval {
+        if !self.part_done && self.last_flush.elapsed() < self.rt.limits.flush_interval {
             return;
         }
         let changed = !self.pending.is_empty() | self.assembly.take_dirty();
@@ -112,9 +124,23 @@ impl Writer {
         }
         self.last_flush = Instant::now();
         self.last_save = self.last_flush;
+        self.part_done = false;
         let events = std::mem::take(&mut self.pending);
         let _ = self.saves.send((self.progress("streaming"), events));
     }
+}
+
+/// Chunks that end a part of the message.
+fn completes_part(kind: &str) -> bool {
+    matches!(
+        kind,
+        "text-end"
+            | "reasoning-end"
+            | "tool-input-available"
+            | "tool-input-error"
+            | "tool-output-available"
+            | "tool-output-error"
+    )
 }
 
 /// Saves progress in order, merging saves that queue up; a stop requested
@@ -204,6 +230,7 @@ async fn run(rt: Arc<Runtime>, job: TurnJob) {
         turn,
         hops,
         live,
+        history,
     } = job;
     let (saves, persister) =
         spawn_persister(rt.clone(), principal.clone(), turn.clone(), live.clone());
@@ -216,6 +243,7 @@ async fn run(rt: Arc<Runtime>, job: TurnJob) {
         assembly: Assembly::default(),
         last_flush: Instant::now(),
         last_save: Instant::now(),
+        part_done: false,
         saves,
     };
     w.emit(json!({
@@ -235,7 +263,11 @@ async fn run(rt: Arc<Runtime>, job: TurnJob) {
         messaged: AtomicU32::new(0),
     };
     let mut usage = Usage::default();
-    let outcome = match load_history(&rt, &principal, &turn).await {
+    let history = match history {
+        Some(history) => Ok(history),
+        None => load_history(&rt, &principal, &turn).await,
+    };
+    let outcome = match history {
         Ok(history) => {
             let client = rt.catalog.client(&entry, byok.as_ref());
             match client {
@@ -406,6 +438,9 @@ async fn run_loop(
     let cancel = w.live.cancel.clone();
     let shutdown = rt.shutdown.clone();
     let mut tick = tokio::time::interval(limits.flush_interval);
+    // One timer for the whole turn, not one per chunk.
+    let wall_clock = sleep_until(deadline);
+    tokio::pin!(wall_clock);
 
     for _step in 0..max_steps {
         let chunks = w.assembly.start_step();
@@ -444,7 +479,7 @@ async fn run_loop(
                 r = &mut open => break r,
                 _ = cancel.cancelled() => return Outcome::Stopped,
                 _ = shutdown.cancelled() => return Outcome::Shutdown,
-                _ = sleep_until(deadline) => return Outcome::Limit("wall_clock"),
+                _ = &mut wall_clock => return Outcome::Limit("wall_clock"),
                 _ = tick.tick() => w.maybe_flush(),
             }
         };
@@ -460,7 +495,7 @@ async fn run_loop(
                 e = stream.next() => e,
                 _ = cancel.cancelled() => return Outcome::Stopped,
                 _ = shutdown.cancelled() => return Outcome::Shutdown,
-                _ = sleep_until(deadline) => return Outcome::Limit("wall_clock"),
+                _ = &mut wall_clock => return Outcome::Limit("wall_clock"),
                 _ = tick.tick() => { w.maybe_flush(); continue; }
             };
             let chunks = match event {
@@ -546,7 +581,7 @@ async fn run_loop(
                     r = &mut run_all => break r,
                     _ = cancel.cancelled() => return Outcome::Stopped,
                     _ = shutdown.cancelled() => return Outcome::Shutdown,
-                    _ = sleep_until(deadline) => return Outcome::Limit("wall_clock"),
+                    _ = &mut wall_clock => return Outcome::Limit("wall_clock"),
                     _ = tick.tick() => w.maybe_flush(),
                 }
             }
@@ -597,7 +632,10 @@ async fn run_loop(
         }
         let chunks = w.assembly.finish_step();
         w.emit_all(chunks);
-        w.maybe_flush();
+        if !calls.is_empty() {
+            // Another step follows; the turn's end saves everything at once.
+            w.maybe_flush();
+        }
 
         prompt.push(PromptMessage::Assistant {
             text: step_text,

@@ -11,6 +11,7 @@ mod rows;
 mod sql_chat;
 mod sql_store;
 mod sqlite;
+mod write_lane;
 
 use std::sync::Arc;
 use std::time::Duration;

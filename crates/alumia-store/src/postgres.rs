@@ -5,6 +5,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use crate::ConnectOptions;
 use crate::sql_chat::impl_chat_store;
 use crate::sql_store::{EngineDb, impl_sql_store};
+use crate::write_lane::{BoxFuture, Finish, Priority};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -48,6 +49,28 @@ impl PgStore {
 }
 
 impl PgStore {
+    /// A hot write: its own transaction (PostgreSQL has many writers, so
+    /// nothing to group; the signature matches `SqliteStore::write`).
+    async fn write<R, F>(&self, _priority: Priority, job: F) -> alumia_core::store::StoreResult<R>
+    where
+        R: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut sqlx::PgConnection,
+            ) -> BoxFuture<'c, alumia_core::store::StoreResult<Finish<R>>>
+            + Send
+            + 'static,
+    {
+        let mut tx = self.begin_write().await?;
+        match job(&mut tx).await? {
+            Finish::Commit(r) => {
+                tx.commit().await.map_err(crate::errors::err)?;
+                Ok(r)
+            }
+            // Dropping the transaction rolls it back.
+            Finish::Rollback(r) => Ok(r),
+        }
+    }
+
     async fn close_pools(&self) {
         self.pool.close().await;
     }

@@ -7,6 +7,19 @@ use alumia_core::clock::from_millis;
 
 use crate::rows::uuid;
 
+/// A claim keeps its writes only when it succeeded.
+pub(crate) fn keep_if_ok<T, E>(r: Result<T, E>) -> crate::write_lane::Finish<Result<T, E>> {
+    if r.is_ok() {
+        crate::write_lane::Finish::Commit(r)
+    } else {
+        crate::write_lane::Finish::Rollback(r)
+    }
+}
+
+/// Event-log rows per INSERT: 3 binds each, far below SQLite's 32,766 and
+/// PostgreSQL's 65,535 bind limits.
+pub(crate) const EVENT_ROWS_PER_INSERT: usize = 1_000;
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct MessageRow {
     pub session_id: String,
@@ -155,12 +168,15 @@ macro_rules! impl_chat_store {
 
             use $crate::errors::{classify, err};
             use $crate::sql_chat::*;
+            use $crate::write_lane::{Finish, Priority};
 
             type Db = <$store as $crate::sql_store::EngineDb>::Db;
 
             /// Appends one message at the session's next seq inside `tx`.
+            type Conn = <Db as sqlx::Database>::Connection;
+
             async fn append_one(
-                tx: &mut sqlx::Transaction<'static, Db>,
+                conn: &mut Conn,
                 org: &OrgScope,
                 session: Uuid,
                 m: &ChatMessage,
@@ -174,7 +190,7 @@ macro_rules! impl_chat_store {
                 .bind(org.org_id().to_string())
                 .bind(session.to_string())
                 .bind(at)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(err)?;
                 let seq = seq.ok_or(StoreError::NotFound)?;
@@ -199,7 +215,7 @@ macro_rules! impl_chat_store {
                 .bind(m.metadata.to_string())
                 .bind(at)
                 .bind(to_millis(m.updated_at))
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(|e| classify(e, "duplicate_message"))?;
                 let mut stored = m.clone();
@@ -209,24 +225,26 @@ macro_rules! impl_chat_store {
             }
 
             async fn write_events(
-                tx: &mut sqlx::Transaction<'static, Db>,
+                conn: &mut Conn,
                 turn: Uuid,
                 events: &[TurnEvent],
             ) -> StoreResult<()> {
-                for e in events {
-                    sqlx::query("INSERT INTO turn_events (turn_id, seq, data) VALUES ($1, $2, $3)")
-                        .bind(turn.to_string())
-                        .bind(e.seq)
-                        .bind(&e.data)
-                        .execute(&mut **tx)
-                        .await
-                        .map_err(err)?;
+                // One multi-row INSERT per batch: a save is one statement, not
+                // one per chunk (each is a round trip to SQLite's worker thread).
+                let turn = turn.to_string();
+                for batch in events.chunks(EVENT_ROWS_PER_INSERT) {
+                    let mut insert =
+                        sqlx::QueryBuilder::<Db>::new("INSERT INTO turn_events (turn_id, seq, data) ");
+                    insert.push_values(batch, |mut row, e| {
+                        row.push_bind(turn.as_str()).push_bind(e.seq).push_bind(e.data.as_str());
+                    });
+                    insert.build().execute(&mut *conn).await.map_err(err)?;
                 }
                 Ok(())
             }
 
             async fn save_message(
-                tx: &mut sqlx::Transaction<'static, Db>,
+                conn: &mut Conn,
                 org: &OrgScope,
                 turn: &Turn,
                 m: &MessageProgress,
@@ -247,7 +265,7 @@ macro_rules! impl_chat_store {
                 .bind(&m.finish_reason)
                 .bind(m.usage.as_ref().map(|u| u.to_string()))
                 .bind(at)
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(err)?;
                 Ok(())
@@ -256,7 +274,7 @@ macro_rules! impl_chat_store {
             /// The claim, the messages, the turn row and the agent's
             /// participation, inside `tx` (the caller commits on success).
             async fn start_turn_in(
-                tx: &mut sqlx::Transaction<'static, Db>,
+                conn: &mut Conn,
                 org: &OrgScope,
                 turn: &Turn,
                 new_messages: &[ChatMessage],
@@ -277,7 +295,7 @@ macro_rules! impl_chat_store {
                 .bind(turn.session_id.to_string())
                 .bind(running.to_string())
                 .bind(at)
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(err)?;
                 if claimed.rows_affected() == 0 {
@@ -286,7 +304,7 @@ macro_rules! impl_chat_store {
                     )
                     .bind(org.org_id().to_string())
                     .bind(turn.session_id.to_string())
-                    .fetch_optional(&mut **tx)
+                    .fetch_optional(&mut *conn)
                     .await
                     .map_err(err)?;
                     return Ok(Err(if live.is_some() {
@@ -297,7 +315,7 @@ macro_rules! impl_chat_store {
                 }
                 let mut out = Vec::with_capacity(new_messages.len() + 1);
                 for m in new_messages.iter().chain(std::iter::once(assistant)) {
-                    match append_one(tx, org, turn.session_id, m).await {
+                    match append_one(conn, org, turn.session_id, m).await {
                         Ok(stored) => out.push(stored),
                         Err(StoreError::Conflict("duplicate_message")) => {
                             return Ok(Err(StartTurnError::DuplicateMessage(m.id.clone())));
@@ -317,7 +335,7 @@ macro_rules! impl_chat_store {
                 .bind(&turn.message_id)
                 .bind(&turn.model)
                 .bind(at)
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(err)?;
                 // The agent joins the session when it first runs a turn.
@@ -326,7 +344,7 @@ macro_rules! impl_chat_store {
                 )
                 .bind(turn.session_id.to_string())
                 .bind(participant_agent.to_string())
-                .fetch_optional(&mut **tx)
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(err)?;
                 if joined.is_none() {
@@ -336,7 +354,7 @@ macro_rules! impl_chat_store {
                     .bind(turn.session_id.to_string())
                     .bind(participant_agent.to_string())
                     .bind(at)
-                    .execute(&mut **tx)
+                    .execute(&mut *conn)
                     .await
                     .map_err(err)?;
                 }
@@ -433,12 +451,15 @@ macro_rules! impl_chat_store {
                     assistant: &ChatMessage,
                     participant_agent: Uuid,
                 ) -> StoreResult<Result<Vec<ChatMessage>, StartTurnError>> {
-                    let mut tx = self.begin_write().await?;
-                    let started = start_turn_in(&mut tx, org, turn, new_messages, assistant, participant_agent).await?;
-                    if started.is_ok() {
-                        tx.commit().await.map_err(err)?;
-                    }
-                    Ok(started)
+                    let (org, turn, new_messages, assistant) =
+                        (org.clone(), turn.clone(), new_messages.to_vec(), assistant.clone());
+                    self.write(Priority::Claim, move |conn| {
+                        Box::pin(async move {
+                            let started = start_turn_in(conn, &org, &turn, &new_messages, &assistant, participant_agent).await?;
+                            Ok(keep_if_ok(started))
+                        })
+                    })
+                    .await
                 }
 
                 async fn start_turn_in_new_session(
@@ -451,13 +472,22 @@ macro_rules! impl_chat_store {
                     assistant: &ChatMessage,
                     participant_agent: Uuid,
                 ) -> StoreResult<Result<Vec<ChatMessage>, StartTurnError>> {
-                    let mut tx = self.begin_write().await?;
-                    <$store>::insert_chat_session(&mut tx, org, session, participants).await?;
-                    let started = start_turn_in(&mut tx, org, turn, new_messages, assistant, participant_agent).await?;
-                    if started.is_ok() {
-                        tx.commit().await.map_err(err)?;
-                    }
-                    Ok(started)
+                    let (org, session, participants, turn, new_messages, assistant) = (
+                        org.clone(),
+                        session.clone(),
+                        participants.to_vec(),
+                        turn.clone(),
+                        new_messages.to_vec(),
+                        assistant.clone(),
+                    );
+                    self.write(Priority::Claim, move |conn| {
+                        Box::pin(async move {
+                            <$store>::insert_chat_session(conn, &org, &session, &participants).await?;
+                            let started = start_turn_in(conn, &org, &turn, &new_messages, &assistant, participant_agent).await?;
+                            Ok(keep_if_ok(started))
+                        })
+                    })
+                    .await
                 }
 
                 async fn save_turn_progress(
@@ -468,29 +498,35 @@ macro_rules! impl_chat_store {
                     events: &[TurnEvent],
                     at: DateTime<Utc>,
                 ) -> StoreResult<bool> {
-                    let mut tx = self.begin_write().await?;
+                    let (org, turn, message, events) =
+                        (org.clone(), turn.clone(), message.clone(), events.to_vec());
                     let at = to_millis(at);
-                    let last_seq = events.last().map(|e| e.seq);
-                    // The turn first: it is org-scoped (the event log is not), and
-                    // turn, message, session is the lock order `fail_stale_turns` takes.
-                    let stop: Option<bool> = sqlx::query_scalar(
-                        "UPDATE turns SET heartbeat_at = $3, last_seq = COALESCE($4, last_seq) \
-                         WHERE org_id = $1 AND id = $2 RETURNING stop_requested",
-                    )
-                    .bind(org.org_id().to_string())
-                    .bind(turn.id.to_string())
-                    .bind(at)
-                    .bind(last_seq)
-                    .fetch_optional(&mut *tx)
+                    self.write(Priority::Save, move |conn| {
+                        Box::pin(async move {
+                            let last_seq = events.last().map(|e| e.seq);
+                            // The turn first: it is org-scoped (the event log is not), and
+                            // turn, message, session is the lock order `fail_stale_turns` takes.
+                            let stop: Option<bool> = sqlx::query_scalar(
+                                "UPDATE turns SET heartbeat_at = $3, last_seq = COALESCE($4, last_seq) \
+                                 WHERE org_id = $1 AND id = $2 RETURNING stop_requested",
+                            )
+                            .bind(org.org_id().to_string())
+                            .bind(turn.id.to_string())
+                            .bind(at)
+                            .bind(last_seq)
+                            .fetch_optional(&mut *conn)
+                            .await
+                            .map_err(err)?;
+                            // The turn row is gone: stop.
+                            let Some(stop) = stop else {
+                                return Ok(Finish::Rollback(true));
+                            };
+                            save_message(conn, &org, &turn, &message, at).await?;
+                            write_events(conn, turn.id, &events).await?;
+                            Ok(Finish::Commit(stop))
+                        })
+                    })
                     .await
-                    .map_err(err)?;
-                    let Some(stop) = stop else {
-                        return Ok(true);
-                    };
-                    save_message(&mut tx, org, turn, message, at).await?;
-                    write_events(&mut tx, turn.id, events).await?;
-                    tx.commit().await.map_err(err)?;
-                    Ok(stop)
                 }
 
                 async fn finish_turn(
@@ -500,43 +536,47 @@ macro_rules! impl_chat_store {
                     end: &TurnEnd,
                     at: DateTime<Utc>,
                 ) -> StoreResult<()> {
-                    let mut tx = self.begin_write().await?;
+                    let (org, turn, end) = (org.clone(), turn.clone(), end.clone());
                     let at = to_millis(at);
-                    let last_seq = end.events.last().map(|e| e.seq);
-                    // The turn first, as in `save_turn_progress`.
-                    let done = sqlx::query(
-                        "UPDATE turns SET status = $3, finish_reason = $4, ended_at = $5, heartbeat_at = $5, \
-                         last_seq = COALESCE($6, last_seq) WHERE org_id = $1 AND id = $2",
-                    )
-                    .bind(org.org_id().to_string())
-                    .bind(turn.id.to_string())
-                    .bind(&end.status)
-                    .bind(&end.finish_reason)
-                    .bind(at)
-                    .bind(last_seq)
-                    .execute(&mut *tx)
+                    self.write(Priority::Save, move |conn| {
+                        Box::pin(async move {
+                            let last_seq = end.events.last().map(|e| e.seq);
+                            // The turn first, as in `save_turn_progress`.
+                            let done = sqlx::query(
+                                "UPDATE turns SET status = $3, finish_reason = $4, ended_at = $5, heartbeat_at = $5, \
+                                 last_seq = COALESCE($6, last_seq) WHERE org_id = $1 AND id = $2",
+                            )
+                            .bind(org.org_id().to_string())
+                            .bind(turn.id.to_string())
+                            .bind(&end.status)
+                            .bind(&end.finish_reason)
+                            .bind(at)
+                            .bind(last_seq)
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(err)?;
+                            if done.rows_affected() == 0 {
+                                return Err(StoreError::NotFound);
+                            }
+                            save_message(conn, &org, &turn, &end.message, at).await?;
+                            write_events(conn, turn.id, &end.events).await?;
+                            // Only release the session if it is still this turn's.
+                            sqlx::query(
+                                "UPDATE chat_sessions SET running_turn = NULL, status = $4, updated_at = $5 \
+                                 WHERE org_id = $1 AND id = $2 AND running_turn LIKE $3",
+                            )
+                            .bind(org.org_id().to_string())
+                            .bind(turn.session_id.to_string())
+                            .bind(format!("%\"id\":\"{}\"%", turn.id))
+                            .bind(&end.session_status)
+                            .bind(at)
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(err)?;
+                            Ok(Finish::Commit(()))
+                        })
+                    })
                     .await
-                    .map_err(err)?;
-                    if done.rows_affected() == 0 {
-                        return Err(StoreError::NotFound);
-                    }
-                    save_message(&mut tx, org, turn, &end.message, at).await?;
-                    write_events(&mut tx, turn.id, &end.events).await?;
-                    // Only release the session if it is still this turn's.
-                    sqlx::query(
-                        "UPDATE chat_sessions SET running_turn = NULL, status = $4, updated_at = $5 \
-                         WHERE org_id = $1 AND id = $2 AND running_turn LIKE $3",
-                    )
-                    .bind(org.org_id().to_string())
-                    .bind(turn.session_id.to_string())
-                    .bind(format!("%\"id\":\"{}\"%", turn.id))
-                    .bind(&end.session_status)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-                    tx.commit().await.map_err(err)?;
-                    Ok(())
                 }
 
                 async fn get_turn(&self, org: &OrgScope, id: Uuid) -> StoreResult<Option<Turn>> {

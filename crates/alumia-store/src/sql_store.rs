@@ -34,7 +34,7 @@ macro_rules! impl_sql_store {
         impl $store {
             /// Inserts a session and its first participants inside `tx`.
             pub(crate) async fn insert_chat_session(
-                tx: &mut sqlx::Transaction<'static, <Self as EngineDb>::Db>,
+                conn: &mut <<Self as EngineDb>::Db as sqlx::Database>::Connection,
                 org: &OrgScope,
                 c: &ChatSession,
                 participants: &[Participant],
@@ -55,7 +55,7 @@ macro_rules! impl_sql_store {
                 .bind(&c.relationship)
                 .bind(c.metadata.to_string())
                 .bind(to_millis(c.created_at))
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(err)?;
                 for p in participants {
@@ -66,7 +66,7 @@ macro_rules! impl_sql_store {
                     .bind(&p.kind)
                     .bind(p.id.to_string())
                     .bind(to_millis(p.joined_at))
-                    .execute(&mut **tx)
+                    .execute(&mut *conn)
                     .await
                     .map_err(err)?;
                 }

@@ -10,6 +10,7 @@ use sqlx::sqlite::{
 use crate::ConnectOptions;
 use crate::sql_chat::impl_chat_store;
 use crate::sql_store::{EngineDb, impl_sql_store};
+use crate::write_lane::{BoxFuture, Finish, Priority, WriteLane};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -26,6 +27,9 @@ pub struct SqliteStore {
     /// order, instead of sleeping in SQLite's busy handler while they hold
     /// pooled connections (which made tail latency grow with concurrency).
     writer: SqlitePool,
+    /// Turn claims, progress and ends: grouped into shared transactions on
+    /// the writer, off the request runtime (see `write_lane`).
+    lane: WriteLane,
 }
 
 impl EngineDb for SqliteStore {
@@ -61,12 +65,14 @@ impl SqliteStore {
             })?;
         }
         let pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await
             .map_err(crate::errors::err)?;
         let writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             // Queued writers wait their turn; a write is a few milliseconds.
             .acquire_timeout(options.acquire_timeout.max(Duration::from_secs(10)))
@@ -79,7 +85,10 @@ impl SqliteStore {
                 .await
                 .map_err(|e| alumia_core::StoreError::Other(format!("migration failed: {e}")))?;
         }
-        Ok(SqliteStore { pool, writer })
+        let lane = WriteLane::start(writer.clone()).map_err(|e| {
+            alumia_core::StoreError::Other(format!("cannot start the write lane: {e}"))
+        })?;
+        Ok(SqliteStore { pool, writer, lane })
     }
 
     /// Writes start with `BEGIN IMMEDIATE`, so a transaction never upgrades
@@ -95,6 +104,19 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// A hot write, batched with others by the lane.
+    async fn write<R, F>(&self, priority: Priority, job: F) -> alumia_core::store::StoreResult<R>
+    where
+        R: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut sqlx::SqliteConnection,
+            ) -> BoxFuture<'c, alumia_core::store::StoreResult<Finish<R>>>
+            + Send
+            + 'static,
+    {
+        self.lane.run(priority, job).await
+    }
+
     async fn close_pools(&self) {
         self.writer.close().await;
         self.pool.close().await;

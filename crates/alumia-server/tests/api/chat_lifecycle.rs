@@ -982,3 +982,68 @@ async fn a_replay_after_the_log_is_pruned_is_rebuilt_from_the_stored_message() {
     assert_eq!(rebuilt.last().unwrap().1["finishReason"], "stop");
     assert_eq!(messages(&app, &key, &session_id).await.len(), 2);
 }
+
+/// The stored assistant message while its turn still runs (`None` once over).
+async fn stored_while_running(app: &TestApp, key: &str, session_id: &str) -> Option<Value> {
+    let items = messages(app, key, session_id).await;
+    let running = session(app, key, session_id).await["runningTurn"].is_object();
+    (running && items.len() == 2).then(|| items[1].clone())
+}
+
+#[tokio::test]
+async fn a_streaming_message_is_saved_while_the_turn_runs() {
+    // Spec 03 §5.1: saved at least once a second (the default flush).
+    let (app, _owner, key) = app_with_owner().await;
+    let all = format!("echo: {}", words(40));
+    let mut s = start(&app, &key, user(&format!("/delay 100\n{}", words(40)))).await;
+    let session_id = s.header("x-alumia-session-id");
+    two_deltas(&mut s).await;
+    let saved = eventually("a save of the streaming text", || async {
+        let m = stored_while_running(&app, &key, &session_id).await?;
+        (m["text"].as_str()?.len() > "echo: ".len()).then_some(m)
+    })
+    .await;
+    assert_eq!(saved["status"], "streaming");
+    let text = saved["text"].as_str().unwrap();
+    assert!(
+        all.starts_with(text),
+        "{text:?} is not a prefix of the answer"
+    );
+    assert!(text.len() < all.len(), "saved before the end: {text:?}");
+}
+
+#[tokio::test]
+async fn a_completed_part_is_saved_at_once() {
+    // No timed saves in this test: only the tool part's completion saves.
+    let app = TestApp::builder()
+        .turn_limits(alumia_runtime::TurnLimits {
+            flush_interval: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .spawn()
+        .await;
+    let mut owner = app.browser();
+    owner.setup("owner@example.com", "acme").await;
+    let (key, _) = owner.mint_key("k", None).await;
+    let mut s = start(
+        &app,
+        &key,
+        user(&format!(
+            "/delay 100\n/tool echo {{\"text\": \"hi\"}}\n{}",
+            words(40)
+        )),
+    )
+    .await;
+    let session_id = s.header("x-alumia-session-id");
+    s.until(|c| c["type"] == "tool-output-available").await;
+    let saved = eventually("the tool part saved", || async {
+        let m = stored_while_running(&app, &key, &session_id).await?;
+        let parts = m["parts"].as_array()?.clone();
+        parts
+            .iter()
+            .any(|p| p["type"] == "tool-echo" && p["state"] == "output-available")
+            .then_some(m)
+    })
+    .await;
+    assert_eq!(saved["status"], "streaming");
+}
