@@ -1,0 +1,1 @@
+//! `alumia mcp --stdio` (spec 04 §4). Placeholder until the MCP crate lands.
