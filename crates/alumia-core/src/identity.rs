@@ -295,6 +295,10 @@ impl Identity {
         }
     }
 
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     pub fn settings(&self) -> &AuthSettings {
         &self.settings
     }
@@ -1077,25 +1081,36 @@ impl Identity {
         plan: MintPlan,
         origin: KeyOrigin,
     ) -> DomainResult<(ApiKey, String)> {
+        let (row, plaintext) =
+            self.new_key_row(user_id, plan.name, plan.scopes, plan.expires_at, origin);
+        let key = self.store.create_api_key(scope, &row).await?;
+        Ok((key, plaintext))
+    }
+
+    /// A fresh key for `user_id` and the row that stores it (hash and prefix
+    /// only): every way of minting (dashboard, admin CLI, device login) goes
+    /// through here. Returns the plaintext, which is shown once.
+    pub(crate) fn new_key_row(
+        &self,
+        user_id: Uuid,
+        name: String,
+        scopes: Vec<String>,
+        expires_at: Option<DateTime<Utc>>,
+        origin: KeyOrigin,
+    ) -> (NewApiKey, String) {
         let minted = keys::mint(self.key_env);
-        let key = self
-            .store
-            .create_api_key(
-                scope,
-                &NewApiKey {
-                    id: new_id(),
-                    user_id,
-                    name: plan.name,
-                    prefix: minted.prefix.clone(),
-                    key_hash: minted.hash.clone(),
-                    scopes: plan.scopes,
-                    created_via: origin,
-                    expires_at: plan.expires_at,
-                    created_at: self.now(),
-                },
-            )
-            .await?;
-        Ok((key, minted.plaintext))
+        let row = NewApiKey {
+            id: new_id(),
+            user_id,
+            name,
+            prefix: minted.prefix.clone(),
+            key_hash: minted.hash.clone(),
+            scopes,
+            created_via: origin,
+            expires_at,
+            created_at: self.now(),
+        };
+        (row, minted.plaintext)
     }
 
     pub async fn list_keys(&self, p: &Principal, page: PageRequest) -> DomainResult<Vec<ApiKey>> {
@@ -1135,7 +1150,7 @@ impl Identity {
     // --- audit ----------------------------------------------------------------------
 
     /// Audit writes never fail the request they describe; a failure is logged by the store.
-    async fn audit(
+    pub(crate) async fn audit(
         &self,
         scope: &OrgScope,
         kind: &str,
@@ -1160,7 +1175,7 @@ impl Identity {
     }
 }
 
-fn actor(p: &Principal) -> (&'static str, Option<Uuid>, Option<Uuid>) {
+pub(crate) fn actor(p: &Principal) -> (&'static str, Option<Uuid>, Option<Uuid>) {
     (p.kind_name(), Some(p.user_id), p.key_id())
 }
 

@@ -8,6 +8,7 @@ pub mod chat_store;
 pub mod clock;
 pub mod crypto;
 pub mod cursor;
+pub mod device;
 pub mod error;
 pub mod identity;
 pub mod keys;

@@ -15,10 +15,13 @@ pub enum Bucket {
     LoginAccount,
     Setup,
     StepUp,
+    DeviceCode,
+    DeviceToken,
+    UserCodeGuess,
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 7] = [
+    pub const ALL: [Bucket; 10] = [
         Bucket::KeyMint,
         Bucket::ApiKey,
         Bucket::Session,
@@ -26,6 +29,9 @@ impl Bucket {
         Bucket::LoginAccount,
         Bucket::Setup,
         Bucket::StepUp,
+        Bucket::DeviceCode,
+        Bucket::DeviceToken,
+        Bucket::UserCodeGuess,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,6 +43,9 @@ impl Bucket {
             Bucket::LoginAccount => "login-account",
             Bucket::Setup => "setup",
             Bucket::StepUp => "step-up",
+            Bucket::DeviceCode => "device-code",
+            Bucket::DeviceToken => "device-token",
+            Bucket::UserCodeGuess => "user-code-guess",
         }
     }
 
@@ -50,6 +59,9 @@ impl Bucket {
             Bucket::LoginAccount => "login_account",
             Bucket::Setup => "setup",
             Bucket::StepUp => "step_up",
+            Bucket::DeviceCode => "device_code",
+            Bucket::DeviceToken => "device_token",
+            Bucket::UserCodeGuess => "user_code_guess",
         }
     }
 
@@ -57,6 +69,14 @@ impl Bucket {
     /// traffic buckets fall back to the in-process limiter.
     pub fn fails_closed(self) -> bool {
         !matches!(self, Bucket::ApiKey | Bucket::Session)
+    }
+
+    /// Buckets whose token can be given back ([`RateLimiter::refund`]):
+    /// `user-code-guess` is charged before a user code is looked up, so a
+    /// locked-out user learns nothing, and refunded when the code was real,
+    /// so only failed guesses cost.
+    pub fn refundable(self) -> bool {
+        matches!(self, Bucket::UserCodeGuess)
     }
 }
 
@@ -102,6 +122,9 @@ impl Default for Limits {
         m.insert(Bucket::LoginAccount, Quota::per_secs(10, 90));
         m.insert(Bucket::Setup, Quota::per_secs(5, 60));
         m.insert(Bucket::StepUp, Quota::per_secs(5, 180));
+        m.insert(Bucket::DeviceCode, Quota::per_secs(10, 60));
+        m.insert(Bucket::DeviceToken, Quota::per_secs(30, 2));
+        m.insert(Bucket::UserCodeGuess, Quota::per_secs(5, 180));
         Limits(m)
     }
 }
@@ -135,6 +158,13 @@ pub trait RateLimiter: Send + Sync + 'static {
     /// Takes one token from `bucket` for `key` if there is one.
     async fn check(&self, bucket: Bucket, key: &str) -> Result<Decision, LimiterUnavailable>;
     fn limits(&self) -> &Limits;
+    /// Gives back the token a `check` of a [`Bucket::refundable`] bucket
+    /// took (it is as if that check never happened); a no-op elsewhere.
+    /// Limiters that never deny need not implement it.
+    async fn refund(&self, bucket: Bucket, key: &str) -> Result<(), LimiterUnavailable> {
+        let _ = (bucket, key);
+        Ok(())
+    }
     /// For `/readyz`: can the limiter reach its shared store (if any)?
     async fn ready(&self) -> Result<(), LimiterUnavailable> {
         Ok(())
@@ -146,4 +176,40 @@ pub trait RateLimiter: Send + Sync + 'static {
 /// Rounds milliseconds up to whole seconds, at least 1 (`Retry-After`).
 pub fn ceil_secs(ms: u64) -> u64 {
     ms.div_ceil(1000).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bucket_has_a_unique_name_config_key_and_a_default_quota() {
+        let limits = Limits::default();
+        let mut names = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        for bucket in Bucket::ALL {
+            assert!(names.insert(bucket.name()), "{bucket:?}");
+            assert!(keys.insert(bucket.config_key()), "{bucket:?}");
+            assert_eq!(bucket.config_key(), bucket.name().replace('-', "_"));
+            assert!(limits.get(bucket).capacity > 0, "{bucket:?}");
+        }
+    }
+
+    #[test]
+    fn device_buckets_have_the_spec_quotas_and_fail_closed() {
+        let limits = Limits::default();
+        let cases = [
+            (Bucket::DeviceCode, "device-code", Quota::per_secs(10, 60)),
+            (Bucket::DeviceToken, "device-token", Quota::per_secs(30, 2)),
+            (Bucket::UserCodeGuess, "user-code-guess", Quota::per_secs(5, 180)),
+            (Bucket::KeyMint, "key-mint", Quota::per_secs(5, 60)),
+        ];
+        for (bucket, name, quota) in cases {
+            assert_eq!(bucket.name(), name);
+            assert_eq!(limits.get(bucket), quota, "{name}");
+            assert!(bucket.fails_closed(), "{name} is an auth bucket");
+        }
+        assert!(Bucket::UserCodeGuess.refundable());
+        assert!(!Bucket::KeyMint.refundable() && !Bucket::DeviceToken.refundable());
+    }
 }

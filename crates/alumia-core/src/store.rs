@@ -25,7 +25,9 @@ pub struct PageRequest {
 }
 
 #[async_trait]
-pub trait Store: crate::chat_store::ChatStore + Send + Sync + 'static {
+pub trait Store:
+    crate::chat_store::ChatStore + crate::device::DeviceStore + Send + Sync + 'static
+{
     /// `"sqlite"` or `"postgres"`, for the start-up line and `/api/v1/meta`.
     fn kind(&self) -> &'static str;
 

@@ -33,7 +33,9 @@ use crate::scope::OrgScope;
 use crate::store::{PageRequest, Store, StoreResult};
 
 mod chat;
+mod device;
 pub use chat::*;
+pub use device::*;
 
 /// One contract test, as a plain function pointer the backends' harnesses call.
 pub type ContractTest = for<'a> fn(&'a dyn Store) -> ContractFuture<'a>;
@@ -82,6 +84,15 @@ macro_rules! store_contract_tests {
             provider_keys_one_per_provider_and_scoped,
             peer_messages_list_take_and_count,
             peer_messages_concurrent_takes_never_share,
+            device_codes_round_trip_and_resolve_by_hash_and_user_code,
+            device_user_codes_are_unique_among_pending_codes,
+            device_codes_expired_for_a_day_are_deleted,
+            device_polls_slow_down_and_the_interval_stays_grown,
+            device_concurrent_polls_are_serialized,
+            device_decisions_happen_once_and_bind_user_and_org,
+            device_concurrent_decisions_admit_one,
+            device_exchange_mints_one_key_in_the_same_transaction,
+            device_concurrent_exchanges_mint_exactly_one_key,
             tenant_isolation,
         );
     };

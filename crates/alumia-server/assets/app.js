@@ -146,7 +146,7 @@
   const orgPath = (slug, rest) => `/${encodeURIComponent(slug)}/${rest}`;
 
   function redirectToLogin() {
-    location.replace(`/login?next=${encodeURIComponent(location.pathname)}`);
+    location.replace(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
   }
 
   // Only same-origin paths: a single leading "/", no "//", no backslash, no control chars/whitespace.
@@ -675,7 +675,157 @@
     render();
   }
 
-  const pages = { setup: setupPage, login: loginPage, developers: developersPage, security: securityPage };
+  // /device?user_code=…: approve or deny a device login (RFC 8628).
+  async function devicePage() {
+    state.protectedPage = true;
+    const loading = $('#loading');
+    const result = $('#result');
+    const form = $('#code-form');
+    const input = form.elements.userCode;
+    const request = $('#request');
+    const approve = $('#approve');
+    const deny = $('#deny');
+    const orgSelect = $('#org-select');
+    let userCode = null; // the code being decided
+
+    const session = await api('GET', '/api/v1/auth/session');
+    if (session.status === 401) return; // api() already redirected to /login
+    if (!session.ok) {
+      say(loading, errorText(session, 'Could not load your session.'), 'error');
+      return;
+    }
+    applySession(session.data);
+    const orgs = session.data.orgs || [];
+    const currentOrg = orgs.find((o) => o.id === session.data.currentOrgId) || orgs[0];
+    state.org = currentOrg?.slug || null;
+    $('#user-email').textContent = session.data.user?.email || '';
+    const signOut = $('#sign-out');
+    signOut.addEventListener('click', async () => {
+      await busy(signOut, () => api('POST', '/api/v1/auth/logout'));
+      state.csrf = null;
+      location.assign('/login');
+    });
+    // The key is minted in the chosen organization (X-Alumia-Org on every call).
+    if (orgs.length > 1) {
+      orgSelect.replaceChildren(...orgs.map((o) =>
+        el('option', { value: o.slug, text: `${o.name} (${o.slug})`, selected: o.slug === state.org })));
+      orgSelect.hidden = false;
+      orgSelect.addEventListener('change', () => { state.org = orgSelect.value; });
+    } else {
+      $('#org-name').textContent = currentOrg ? `${currentOrg.name} (${currentOrg.slug})` : '—';
+    }
+    $('#account').hidden = false;
+    loading.hidden = true;
+    $('#content').hidden = false;
+
+    const displayCode = (raw) => {
+      const code = raw.replace(/[\s-]+/g, '').toUpperCase();
+      return code.length === 8 ? `${code.slice(0, 4)}-${code.slice(4)}` : code;
+    };
+    const setTime = (node, iso) => {
+      node.dateTime = iso;
+      node.textContent = new Date(iso).toLocaleString();
+    };
+    const finish = (text, kind) => {
+      request.hidden = true;
+      userCode = null;
+      say(result, text, kind);
+    };
+    const decisionFailed = (r, fallback) => {
+      if (reasonOf(r) === 'already_decided') finish('This sign-in was already approved or denied.', 'error');
+      else if (reasonOf(r) === 'invalid_user_code') finish('This code has expired. Start again in your terminal.', 'error');
+      else say(result, errorText(r, fallback), 'error');
+    };
+
+    const show = (data, code) => {
+      userCode = code;
+      $('#code-display').textContent = code;
+      $('#client-name').textContent = data.clientName;
+      $('#device-name').textContent = data.deviceName || '(no name given)';
+      $('#request-ip').textContent = data.requestIp;
+      setTime($('#requested-at'), data.requestedAt);
+      setTime($('#expires-at'), data.expiresAt);
+      for (const scope of ['mcp:read', 'mcp:write']) {
+        const label = $(`#scope-${scope.replace(':', '-')}`);
+        const requested = (data.requestedScopes || []).includes(scope);
+        label.hidden = !requested;
+        label.querySelector('input').checked = requested;
+      }
+      form.hidden = true;
+      request.hidden = false;
+      $('#request-title').focus();
+    };
+
+    const lookup = async () => {
+      clearFieldErrors(form);
+      say(result, '');
+      const code = displayCode(input.value);
+      if (!code) {
+        showFieldErrors(form, { userCode: 'Enter the code shown in your terminal.' });
+        return;
+      }
+      const r = await busy(form.querySelector('[type=submit]'), () =>
+        api('GET', `/api/v1/auth/device/lookup?userCode=${encodeURIComponent(code)}`));
+      if (r.ok) {
+        show(r.data, code);
+        return;
+      }
+      if (reasonOf(r) === 'invalid_user_code') {
+        showFieldErrors(form, { userCode: 'No pending sign-in has this code. Check it against your terminal; codes expire after 15 minutes.' });
+      } else if (reasonOf(r) === 'already_decided') {
+        showFieldErrors(form, { userCode: 'This sign-in was already approved or denied.' });
+      } else {
+        say(result, errorText(r, 'Could not look up the code.'), 'error');
+      }
+    };
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      lookup();
+    });
+
+    // A stale session confirms first (the same prompt as minting a key).
+    const stepUpFresh = () => {
+      const until = Date.parse(state.session?.stepUpExpiresAt || '');
+      return !Number.isNaN(until) && until > Date.now() + 5000;
+    };
+    approve.addEventListener('click', async () => {
+      if (!userCode) return;
+      say(result, '');
+      if (!stepUpFresh() && !(await promptStepUp())) {
+        say(result, 'Not approved: confirmation was cancelled.');
+        return;
+      }
+      const grantScopes = [...request.querySelectorAll('input[name="grantScopes"]')]
+        .filter((box) => !box.closest('label').hidden && box.checked)
+        .map((box) => box.value);
+      deny.disabled = true;
+      const r = await busy(approve, () =>
+        withStepUp(() => api('POST', '/api/v1/auth/device/approve', { userCode, grantScopes })));
+      deny.disabled = false;
+      if (r.cancelled) {
+        say(result, 'Not approved: confirmation was cancelled.');
+        return;
+      }
+      if (r.ok) finish('Approved. Go back to your terminal: it finishes signing in by itself.', 'success');
+      else decisionFailed(r, 'Could not approve the sign-in.');
+    });
+    deny.addEventListener('click', async () => {
+      if (!userCode) return;
+      say(result, '');
+      approve.disabled = true;
+      const r = await busy(deny, () => api('POST', '/api/v1/auth/device/deny', { userCode }));
+      approve.disabled = false;
+      if (r.ok) finish('Denied. The device was not signed in.', 'success');
+      else decisionFailed(r, 'Could not deny the sign-in.');
+    });
+
+    if (input.value.trim()) await lookup();
+    else input.focus();
+  }
+
+  const pages = {
+    setup: setupPage, login: loginPage, developers: developersPage, security: securityPage, device: devicePage,
+  };
   const run = pages[document.body.dataset.page];
   if (run) {
     run().catch((err) => {

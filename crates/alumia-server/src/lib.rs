@@ -10,6 +10,7 @@ pub mod extract;
 pub mod fanout;
 pub mod idempotency;
 pub mod limiter;
+pub mod mcp;
 pub mod middleware;
 pub mod router;
 pub mod routes;

@@ -30,7 +30,7 @@ pub const SESSION_COOKIE: &str = "alumia_session";
 
 /// Header names as constants: a `&str` name is parsed again on every use.
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_ALUMIA_ORG: HeaderName = HeaderName::from_static("x-alumia-org");
+pub(crate) static X_ALUMIA_ORG: HeaderName = HeaderName::from_static("x-alumia-org");
 static X_CSRF_TOKEN: HeaderName = HeaderName::from_static("x-csrf-token");
 
 /// The request id: the client's `X-Request-Id` when valid, else a fresh
@@ -287,6 +287,12 @@ async fn authenticate(state: AppState, mut req: Request, mut inner: Route) -> Re
         PrincipalKind::ApiKey { key_id, .. } => (Bucket::ApiKey, *key_id),
         PrincipalKind::Session { session_id, .. } => (Bucket::Session, *session_id),
     };
+    // An MCP tool's call: its `/mcp` request already took the token.
+    if req.extensions().get::<crate::mcp::InProcess>().is_some() {
+        req.extensions_mut().insert(principal);
+        let Ok(response) = inner.call(req).await;
+        return response;
+    }
     // The bucket key is the id's usual hyphenated form, written on the stack.
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let bucket_key = id.hyphenated().encode_lower(&mut buf);

@@ -24,6 +24,8 @@ pub fn public_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/openapi.json", get(meta::openapi)),
         ("/api/v1/setup", get(setup::status).post(setup::create)),
         ("/api/v1/auth/login", post(auth::login)),
+        ("/api/v1/auth/device/code", post(device::code)),
+        ("/api/v1/auth/device/token", post(device::token)),
     ]
 }
 
@@ -37,6 +39,9 @@ pub fn authed_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/auth/totp/enroll", post(auth::totp_enroll)),
         ("/api/v1/auth/totp/confirm", post(auth::totp_confirm)),
         ("/api/v1/auth/totp", delete(auth::totp_disable)),
+        ("/api/v1/auth/device/lookup", get(device::lookup)),
+        ("/api/v1/auth/device/approve", post(device::approve)),
+        ("/api/v1/auth/device/deny", post(device::deny)),
         ("/api/v1/me", get(me::get)),
         ("/api/v1/orgs", get(orgs::list).post(orgs::create)),
         ("/api/v1/org", get(orgs::current)),
@@ -94,6 +99,7 @@ fn page_routes() -> Router<AppState> {
         .route("/", get(pages::root))
         .route("/setup", get(pages::setup))
         .route("/login", get(pages::login))
+        .route("/device", get(pages::device))
         .route("/assets/app.js", get(pages::app_js))
         .route("/assets/app.css", get(pages::app_css))
         .route("/{org}/developers", get(pages::developers))
@@ -120,13 +126,19 @@ pub fn router(
     }
     let authed = authed.route_layer(AuthenticateLayer(state.clone()));
 
-    let routes = Router::new()
+    let rest: Router = Router::new()
         .merge(public)
         .merge(authed)
         .merge(page_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
+    // `/mcp` calls the routes above in-process (spec 04 §1).
+    let mcp = crate::mcp::McpEndpoint::new(state.clone(), rest.clone());
+    let routes = rest.route(
+        "/mcp",
+        axum::routing::any(move |req: Request| mcp.clone().handle(req)),
+    );
     // The layers every request passes wrap the router once, as one service.
     // (`Router::layer` would wrap each route in its own boxed copy of the
     // stack, and every request would clone that chain of boxes.) Extractors

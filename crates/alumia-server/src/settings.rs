@@ -20,6 +20,11 @@ pub struct ServerSettings {
     /// JSON body cap, bytes.
     pub json_body_limit: usize,
     pub version: &'static str,
+    /// `host:port` forms of the listen address that `/mcp` accepts as
+    /// `Host` besides the public URL's (spec 04 §1, DNS rebinding).
+    pub listen_authorities: Vec<String>,
+    /// Origins besides the public one that may call `/mcp` (`[mcp] allowed_origins`).
+    pub mcp_allowed_origins: Vec<String>,
 }
 
 impl ServerSettings {
@@ -32,7 +37,22 @@ impl ServerSettings {
             setup_token: None,
             json_body_limit: 128 * 1024,
             version: env!("CARGO_PKG_VERSION"),
+            listen_authorities: Vec::new(),
+            mcp_allowed_origins: Vec::new(),
         }
+    }
+
+    /// Accepts `addr` (and `localhost:port` for a loopback or unspecified
+    /// address) as a `Host` of `/mcp`.
+    pub fn with_listen_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        let port = addr.port();
+        self.listen_authorities.push(addr.to_string());
+        if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+            for host in ["localhost", "127.0.0.1", "[::1]"] {
+                self.listen_authorities.push(format!("{host}:{port}"));
+            }
+        }
+        self
     }
 
     /// `scheme://host[:port]` of the public URL, compared with `Origin`.

@@ -9,6 +9,7 @@ mod errors;
 mod postgres;
 mod rows;
 mod sql_chat;
+mod sql_device;
 mod sql_store;
 mod sqlite;
 mod write_lane;

@@ -73,6 +73,32 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            /// The one INSERT of a key: dashboard and admin mints, and the
+            /// device-code exchange (inside its transaction).
+            pub(crate) async fn insert_api_key<'c, E>(exec: E, org: &OrgScope, key: &NewApiKey) -> StoreResult<()>
+            where
+                E: sqlx::Executor<'c, Database = <Self as EngineDb>::Db>,
+            {
+                sqlx::query(
+                    "INSERT INTO api_keys (id, org_id, user_id, name, prefix, key_hash, scopes, created_via, expires_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(key.id.to_string())
+                .bind(org.org_id().to_string())
+                .bind(key.user_id.to_string())
+                .bind(&key.name)
+                .bind(&key.prefix)
+                .bind(&key.key_hash)
+                .bind(key.scopes.join(" "))
+                .bind(key.created_via.as_str())
+                .bind(key.expires_at.map(to_millis))
+                .bind(to_millis(key.created_at))
+                .execute(exec)
+                .await
+                .map_err(|e| classify(e, "api_key_hash"))?;
+                Ok(())
+            }
+
             async fn insert_user<'c, E>(exec: E, user: &NewUser) -> StoreResult<()>
             where
                 E: sqlx::Executor<'c, Database = <Self as EngineDb>::Db>,
@@ -382,23 +408,7 @@ macro_rules! impl_sql_store {
             }
 
             async fn create_api_key(&self, org: &OrgScope, key: &NewApiKey) -> StoreResult<ApiKey> {
-                sqlx::query(
-                    "INSERT INTO api_keys (id, org_id, user_id, name, prefix, key_hash, scopes, created_via, expires_at, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(key.id.to_string())
-                .bind(org.org_id().to_string())
-                .bind(key.user_id.to_string())
-                .bind(&key.name)
-                .bind(&key.prefix)
-                .bind(&key.key_hash)
-                .bind(key.scopes.join(" "))
-                .bind(key.created_via.as_str())
-                .bind(key.expires_at.map(to_millis))
-                .bind(to_millis(key.created_at))
-                .execute(&self.pool)
-                .await
-                .map_err(|e| classify(e, "api_key_hash"))?;
+                Self::insert_api_key(&self.pool, org, key).await?;
                 self.get_api_key(org, key.id).await?.ok_or(StoreError::NotFound)
             }
 

@@ -9,6 +9,7 @@ use sqlx::sqlite::{
 
 use crate::ConnectOptions;
 use crate::sql_chat::impl_chat_store;
+use crate::sql_device::impl_device_store;
 use crate::sql_store::{EngineDb, impl_sql_store};
 use crate::write_lane::{BoxFuture, Finish, Priority, WriteLane};
 
@@ -125,3 +126,4 @@ impl SqliteStore {
 
 impl_sql_store!(SqliteStore);
 impl_chat_store!(SqliteStore);
+impl_device_store!(SqliteStore);

@@ -3,6 +3,7 @@
 //! Only serde lives here: the envelope every JSON answer uses, the public
 //! error-code catalogue with its HTTP statuses, and request/response DTOs.
 
+pub mod device;
 pub mod dto;
 pub mod envelope;
 pub mod error_code;

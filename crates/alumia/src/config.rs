@@ -48,6 +48,16 @@ struct FileConfig {
     agents: FileAgents,
     #[serde(default)]
     providers: Vec<FileProvider>,
+    #[serde(default)]
+    mcp: FileMcp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMcp {
+    /// Browser origins besides the public one that may call `/mcp`.
+    #[serde(default)]
+    allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +143,8 @@ pub struct Config {
     pub auth: AuthSettings,
     pub limits: Limits,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `[mcp] allowed_origins` / `ALUMIA_MCP_ALLOWED_ORIGINS` (comma-separated).
+    pub mcp_allowed_origins: Vec<String>,
     pub setup_token: Option<String>,
     pub sqlite_synchronous: Synchronous,
     pub log_filter: String,
@@ -269,6 +281,14 @@ impl Config {
                 .collect(),
             None => file.server.trusted_proxies.clone(),
         };
+        let mcp_allowed_origins: Vec<String> = match env("ALUMIA_MCP_ALLOWED_ORIGINS") {
+            Some(v) => v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => file.mcp.allowed_origins.clone(),
+        };
         let trusted_proxies = trusted_raw
             .iter()
             .map(|c| {
@@ -331,6 +351,7 @@ impl Config {
             auth,
             limits,
             trusted_proxies,
+            mcp_allowed_origins,
             setup_token,
             sqlite_synchronous,
             log_filter: env("ALUMIA_LOG").unwrap_or_else(|| "info".into()),
@@ -525,5 +546,37 @@ fn upsert(list: &mut Vec<ProviderConfig>, provider: ProviderConfig) {
     match list.iter_mut().find(|p| p.id == provider.id) {
         Some(existing) => *existing = provider,
         None => list.push(provider),
+    }
+}
+
+/// What the terminal client reads from the environment (spec 05 §1–2).
+/// `ALUMIA_URL` arrives through clap, merged with `--url`.
+pub struct ClientEnv {
+    /// `ALUMIA_API_KEY`: used instead of stored credentials.
+    pub api_key: Option<String>,
+    /// `$XDG_CONFIG_HOME` (when absolute), else `~/.config`.
+    pub config_home: Option<PathBuf>,
+    /// An X11 or Wayland display, or macOS: a browser can be opened.
+    pub has_display: bool,
+}
+
+impl ClientEnv {
+    pub fn load() -> ClientEnv {
+        let config_home = env("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| {
+                env("HOME")
+                    .map(PathBuf::from)
+                    .or_else(std::env::home_dir)
+                    .map(|home| home.join(".config"))
+            });
+        ClientEnv {
+            api_key: env("ALUMIA_API_KEY").map(|k| k.trim().to_string()),
+            config_home,
+            has_display: cfg!(target_os = "macos")
+                || env("DISPLAY").is_some()
+                || env("WAYLAND_DISPLAY").is_some(),
+        }
     }
 }

@@ -126,6 +126,8 @@ async fn serve(
     settings.auth = config.auth.clone();
     settings.trusted_proxies = config.trusted_proxies.clone();
     settings.setup_token = config.setup_token.clone();
+    settings.mcp_allowed_origins = config.mcp_allowed_origins.clone();
+    let settings = settings.with_listen_addr(config.listen);
     let shutdown = CancellationToken::new();
     if let Some(url) = &config.redis_url {
         let bus = RedisKeyBus::new(url, &config.redis_prefix)

@@ -270,7 +270,7 @@ fn agent_participants(participants: &[Participant], agent: Uuid) -> usize {
 
 /// Polls all futures together (on one task) and returns their outputs in
 /// order: concurrent calls into the store without needing `'static`.
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+pub(super) async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
     let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {

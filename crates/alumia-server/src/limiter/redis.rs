@@ -26,11 +26,29 @@ redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now + 1000)
 return {1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now}
 "#;
 
+/// Gives one token back: the arrival time steps back one interval (the key
+/// goes when the bucket is full again). Atomic like [`GCRA`], same clock.
+const REFUND: &str = r#"
+local interval = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat then return 0 end
+local new_tat = tat - interval
+if new_tat <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now + 1000)
+end
+return 1
+"#;
+
 /// Buckets shared by every replica through Redis. Traffic buckets fall back
 /// to in-process limits when Redis is unreachable; auth buckets fail closed.
 pub struct RedisLimiter {
     conn: ConnectionManager,
     script: redis::Script,
+    refund: redis::Script,
     prefix: String,
     fallback: MemoryLimiter,
     limits: Limits,
@@ -48,6 +66,7 @@ impl RedisLimiter {
         Ok(RedisLimiter {
             conn,
             script: redis::Script::new(GCRA),
+            refund: redis::Script::new(REFUND),
             prefix: prefix.to_string(),
             fallback: MemoryLimiter::new(limits.clone()),
             limits,
@@ -62,13 +81,17 @@ impl RedisLimiter {
             .map(|_| ())
     }
 
+    fn key(&self, bucket: Bucket, key: &str) -> String {
+        format!("{}rl:{}:{}", self.prefix, bucket.name(), key)
+    }
+
     async fn shared(&self, bucket: Bucket, key: &str) -> Result<Decision, redis::RedisError> {
         let quota = self.limits.get(bucket);
         let interval_ms = (quota.refill_every.as_millis() as u64).max(1);
         let mut conn = self.conn.clone();
         let (allowed, remaining, retry_ms, reset_ms): (i64, i64, i64, i64) = self
             .script
-            .key(format!("{}rl:{}:{}", self.prefix, bucket.name(), key))
+            .key(self.key(bucket, key))
             .arg(interval_ms)
             .arg(quota.capacity)
             .invoke_async(&mut conn)
@@ -101,6 +124,29 @@ impl RateLimiter for RedisLimiter {
 
     fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    async fn refund(&self, bucket: Bucket, key: &str) -> Result<(), LimiterUnavailable> {
+        if !bucket.refundable() {
+            return Ok(());
+        }
+        let interval_ms = (self.limits.get(bucket).refill_every.as_millis() as u64).max(1);
+        let mut conn = self.conn.clone();
+        let refunded: Result<i64, _> = self
+            .refund
+            .key(self.key(bucket, key))
+            .arg(interval_ms)
+            .invoke_async(&mut conn)
+            .await;
+        match refunded {
+            Ok(_) => Ok(()),
+            // The check this undoes fell back to the in-process limiter.
+            Err(_) if !bucket.fails_closed() => {
+                self.fallback.give_back(bucket, key);
+                Ok(())
+            }
+            Err(e) => Err(LimiterUnavailable(format!("redis: {e}"))),
+        }
     }
 
     async fn ready(&self) -> Result<(), LimiterUnavailable> {

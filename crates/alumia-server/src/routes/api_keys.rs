@@ -74,7 +74,8 @@ pub async fn create(
     }))
 }
 
-fn client_bucket(client: &ClientInfo) -> String {
+/// The client-IP part of `(user, client IP)` bucket keys (IPv6 per /64).
+pub(crate) fn client_bucket(client: &ClientInfo) -> String {
     client
         .ip
         .parse()

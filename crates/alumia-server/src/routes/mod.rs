@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod byok_keys;
 pub mod chat;
+pub mod device;
 pub mod health;
 pub mod me;
 pub mod messages;

@@ -1,0 +1,325 @@
+//! Alumia's MCP server (spec 04): one tool catalogue over the REST API,
+//! served by two transports. The hosted `/mcp` (alumia-server) calls the
+//! REST router in-process with the caller's key and gates tools by the key's
+//! `mcp:*` scopes; `alumia mcp --stdio` calls REST over HTTP with the CLI
+//! credential and gates nothing. Either way every call is a REST call, so
+//! roles, tenancy, browser-only and step-up rules apply unchanged.
+
+pub mod args;
+pub mod catalog;
+mod chat;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, InitializeResult,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::{Map, Value, json};
+
+use crate::catalog::{Surface, ToolSpec};
+
+/// Who calls, as the transport established it.
+#[derive(Clone, Debug, Default)]
+pub struct Caller {
+    /// The key's scopes; `None` gates nothing (stdio).
+    pub scopes: Option<Vec<String>>,
+    /// The `Authorization` header value to send (hosted; stdio's client
+    /// holds its own key).
+    pub authorization: Option<String>,
+    /// `X-Alumia-Org`, when the client sent one.
+    pub org: Option<String>,
+}
+
+/// A REST answer: status, the chat headers, and the body as it arrives.
+pub struct RestReply {
+    pub status: u16,
+    pub session_id: Option<String>,
+    pub turn_id: Option<String>,
+    pub body: BoxStream<'static, Result<Bytes, String>>,
+}
+
+impl RestReply {
+    /// The whole body as JSON (`null` when empty or not JSON).
+    pub async fn json(mut self) -> Value {
+        let mut buf = Vec::new();
+        while let Some(chunk) = self.body.next().await {
+            match chunk {
+                Ok(bytes) => buf.extend_from_slice(&bytes),
+                Err(_) => break,
+            }
+        }
+        serde_json::from_slice(&buf).unwrap_or(Value::Null)
+    }
+}
+
+/// How the tools reach the REST API.
+#[async_trait]
+pub trait Rest: Send + Sync + 'static {
+    /// `method` `path` (with its query) and an optional JSON body; `sse`
+    /// asks for `text/event-stream`. `Err` only when the API could not be
+    /// reached at all.
+    async fn send(
+        &self,
+        caller: &Caller,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        sse: bool,
+    ) -> Result<RestReply, String>;
+}
+
+/// Which transport serves the catalogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Hosted,
+    Stdio,
+}
+
+/// The MCP server handler. Hosted: one per request (stateless), the caller
+/// read from the HTTP request's extensions. Stdio: one, with a fixed caller.
+#[derive(Clone)]
+pub struct AlumiaMcp {
+    rest: Arc<dyn Rest>,
+    transport: Transport,
+    fixed_caller: Option<Caller>,
+}
+
+impl AlumiaMcp {
+    pub fn hosted(rest: Arc<dyn Rest>) -> Self {
+        AlumiaMcp {
+            rest,
+            transport: Transport::Hosted,
+            fixed_caller: None,
+        }
+    }
+
+    pub fn stdio(rest: Arc<dyn Rest>) -> Self {
+        AlumiaMcp {
+            rest,
+            transport: Transport::Stdio,
+            fixed_caller: Some(Caller::default()),
+        }
+    }
+
+    fn caller(&self, ctx: &RequestContext<RoleServer>) -> Option<Caller> {
+        if let Some(c) = &self.fixed_caller {
+            return Some(c.clone());
+        }
+        ctx.extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Caller>())
+            .cloned()
+    }
+
+    fn offered(&self, spec: &ToolSpec) -> bool {
+        spec.surface == Surface::Both || self.transport == Transport::Stdio
+    }
+
+    /// The scope `caller` lacks for `spec`, if any.
+    fn missing_scope(spec: &ToolSpec, caller: &Caller) -> Option<&'static str> {
+        let scopes = caller.scopes.as_ref()?;
+        let has = |s: &str| scopes.iter().any(|k| k == s);
+        spec.mcp_scope()
+            .filter(|s| !has(s))
+            .or(spec.route_scope.filter(|s| !has(s)))
+    }
+
+    /// The catalogue as `tools/list` shows it to `caller`.
+    pub fn visible_tools(&self, caller: &Caller) -> Vec<Tool> {
+        catalog::tools()
+            .iter()
+            .filter(|t| self.offered(t) && Self::missing_scope(t, caller).is_none())
+            .filter_map(|t| {
+                serde_json::from_value(json!({
+                    "name": t.name,
+                    "description": t.description,
+                    "inputSchema": t.input_schema(),
+                    "annotations": t.annotations(),
+                }))
+                .ok()
+            })
+            .collect()
+    }
+
+    async fn run(&self, spec: &ToolSpec, args: Map<String, Value>, caller: &Caller) -> CallToolResult {
+        if let Some(scope) = Self::missing_scope(spec, caller) {
+            return tool_error(
+                format!("insufficient_scope: {} requires {scope}", spec.name),
+                json!({"error": {"code": "FORBIDDEN", "reason": "insufficient_scope", "requiredScope": scope}}),
+            );
+        }
+        if let Err(why) = args::check(spec, &args) {
+            return tool_error(
+                format!("invalid arguments: {why}"),
+                json!({"error": {"code": "VALIDATION_ERROR", "reason": "invalid_arguments", "message": why}}),
+            );
+        }
+        if spec.name == "chat_send" {
+            return chat::send(self.rest.as_ref(), caller, &args).await;
+        }
+        let Some((method, path, body)) = route(spec.name, &args) else {
+            return tool_error(
+                format!("{} is not available", spec.name),
+                json!({"error": {"code": "NOT_FOUND", "message": "unknown tool"}}),
+            );
+        };
+        match self.rest.send(caller, method, &path, body, false).await {
+            Ok(reply) => {
+                let status = reply.status;
+                rest_result(status, reply.json().await)
+            }
+            Err(e) => unreachable_api(&e),
+        }
+    }
+}
+
+/// The REST call a (non-chat) tool makes.
+fn route(name: &str, a: &Map<String, Value>) -> Option<(&'static str, String, Option<Value>)> {
+    use args::{query, segment, str_arg};
+    let id = || segment(str_arg(a, "id").unwrap_or_default());
+    let page = [("limit", "limit"), ("cursor", "cursor")];
+    let body_without_id = || {
+        let mut body = a.clone();
+        body.remove("id");
+        Some(Value::Object(body))
+    };
+    Some(match name {
+        "whoami" => ("GET", "/api/v1/me".into(), None),
+        "models_list" => ("GET", "/api/v1/models".into(), None),
+        "workspaces_list" => ("GET", "/api/v1/workspaces".into(), None),
+        "agents_list" => (
+            "GET",
+            format!("/api/v1/agents{}", query(a, &[page[0], page[1], ("workspaceId", "workspaceId")])),
+            None,
+        ),
+        "agents_get" => ("GET", format!("/api/v1/agents/{}", id()), None),
+        "agents_create" => ("POST", "/api/v1/agents".into(), Some(Value::Object(a.clone()))),
+        "agents_update" => ("PATCH", format!("/api/v1/agents/{}", id()), body_without_id()),
+        "agents_delete" => ("DELETE", format!("/api/v1/agents/{}", id()), None),
+        "sessions_list" => (
+            "GET",
+            format!(
+                "/api/v1/sessions{}",
+                query(a, &[page[0], page[1], ("agentId", "agentId"), ("projectId", "projectId"), ("status", "status")])
+            ),
+            None,
+        ),
+        "sessions_get" => ("GET", format!("/api/v1/sessions/{}", id()), None),
+        "session_messages" => (
+            "GET",
+            format!(
+                "/api/v1/sessions/{}/messages{}",
+                id(),
+                query(a, &[page[0], page[1], ("order", "order")])
+            ),
+            None,
+        ),
+        "sessions_create" => ("POST", "/api/v1/sessions".into(), Some(Value::Object(a.clone()))),
+        "chat_stop" => (
+            "POST",
+            format!("/api/v1/chat/{}/stop", segment(str_arg(a, "sessionId").unwrap_or_default())),
+            Some(json!({})),
+        ),
+        "keys_list" => ("GET", "/api/v1/api-keys".into(), None),
+        "keys_revoke" => ("DELETE", format!("/api/v1/api-keys/{}", id()), None),
+        "audit_events_list" => ("GET", format!("/api/v1/audit-events{}", query(a, &page)), None),
+        _ => return None,
+    })
+}
+
+/// A tool result: `structuredContent` and the same as JSON text.
+pub(crate) fn tool_ok(data: Value) -> CallToolResult {
+    result(data, false, None)
+}
+
+pub(crate) fn tool_error(text: String, structured: Value) -> CallToolResult {
+    result(structured, true, Some(text))
+}
+
+fn result(structured: Value, is_error: bool, text: Option<String>) -> CallToolResult {
+    let text = text.unwrap_or_else(|| structured.to_string());
+    serde_json::from_value(json!({
+        "content": [{"type": "text", "text": text}],
+        "structuredContent": structured,
+        "isError": is_error,
+    }))
+    .unwrap_or_else(|_| CallToolResult::error(vec![]))
+}
+
+/// A REST answer as a tool result: `data` on success, the error otherwise
+/// (its `code`, `reason` and `message`, spec 04 §1 "Errors").
+pub(crate) fn rest_result(status: u16, body: Value) -> CallToolResult {
+    if (200..300).contains(&status) {
+        let data = match body.get("data") {
+            Some(d) => d.clone(),
+            None if body.is_null() => json!({"ok": true}),
+            None => body,
+        };
+        return tool_ok(data);
+    }
+    let error = body
+        .get("error")
+        .cloned()
+        .unwrap_or_else(|| json!({"code": "INTERNAL_ERROR", "message": format!("HTTP {status}")}));
+    let text = format!(
+        "{}: {}",
+        error
+            .get("reason")
+            .or(error.get("code"))
+            .and_then(Value::as_str)
+            .unwrap_or("error"),
+        error.get("message").and_then(Value::as_str).unwrap_or("request failed")
+    );
+    tool_error(text, json!({"error": error, "status": status}))
+}
+
+pub(crate) fn unreachable_api(e: &str) -> CallToolResult {
+    tool_error(
+        format!("the Alumia API could not be reached: {e}"),
+        json!({"error": {"code": "SERVICE_UNAVAILABLE", "message": e}}),
+    )
+}
+
+impl ServerHandler for AlumiaMcp {
+    fn get_info(&self) -> InitializeResult {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("alumia", env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let caller = self
+            .caller(&ctx)
+            .ok_or_else(|| ErrorData::internal_error("no caller", None))?;
+        serde_json::from_value(json!({"tools": self.visible_tools(&caller)}))
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let caller = self
+            .caller(&ctx)
+            .ok_or_else(|| ErrorData::internal_error("no caller", None))?;
+        let Some(spec) = catalog::find(&request.name).filter(|s| self.offered(s)) else {
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool: {}", request.name),
+                None,
+            ));
+        };
+        let args = request.arguments.unwrap_or_default();
+        Ok(self.run(spec, args, &caller).await.into())
+    }
+}
