@@ -1,4 +1,5 @@
-// Real-browser end-to-end check of the Alumia dashboard pages.
+// Real-browser end-to-end check of the Alumia dashboard pages (and the
+// device-login approval page, driven with the CLI's form posts from Node).
 //
 //   node check.mjs <main base url> <step-up base url>
 //
@@ -225,6 +226,45 @@ async function revokeKey(page, name) {
   return { row, confirmed: () => dialogsSeen.slice(before).find((d) => d.type === 'confirm') };
 }
 
+// ---------- device login (RFC 8628) ----------
+
+const GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+
+// What `alumia login --device` sends: form posts to the code and token endpoints.
+async function oauthPost(base, path, params) {
+  const res = await fetch(`${base}${path}`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
+    body: new URLSearchParams(params).toString(),
+  });
+  let body = null;
+  try { body = await res.json(); } catch { /* not JSON */ }
+  return { status: res.status, body };
+}
+
+async function startDevice(base, scope, deviceName) {
+  const r = await oauthPost(base, '/api/v1/auth/device/code', { client_id: 'alumia-cli', scope, device_name: deviceName });
+  check(r.status === 200 && /^[A-Z]{4}-[A-Z]{4}$/.test(r.body?.user_code || ''),
+    `POST /api/v1/auth/device/code gave ${r.status}: ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+function pollDevice(base, deviceCode) {
+  return oauthPost(base, '/api/v1/auth/device/token', { grant_type: GRANT, device_code: deviceCode, client_id: 'alumia-cli' });
+}
+
+// Waits for the device page to show the request for `userCode`.
+async function expectDeviceRequest(page, userCode, deviceName) {
+  await page.locator('#request').waitFor({ state: 'visible' }).catch(async () =>
+    fail(`the device page did not show the request (result: ${JSON.stringify(await text(page, '#result'))}, ` +
+      `code error: ${JSON.stringify(await text(page, '#user-code-error'))})`));
+  await expectText(page, '#code-display', userCode, 'device page code');
+  await expectText(page, '#client-name', 'Alumia CLI', 'device page client');
+  await expectText(page, '#device-name', deviceName, 'device page device name');
+  await expectText(page, '#request-ip', '127.0.0.1', 'device page requesting IP');
+  check((await text(page, '#requested-at')).length > 0, 'the device page shows no request time');
+}
+
 // ---------- main ----------
 
 let browser = null;
@@ -341,6 +381,98 @@ try {
     check(confirmed(), 'no confirm dialog before revoking');
     const after = await useKey(stepUpBase, stepKey);
     check(after.status === 401, `the revoked key gave ${after.status}, expected 401`);
+    await ctx.close();
+    current = page;
+  });
+
+  await step('device login: /device → /login?next=… → back; compare, untick mcp:write, approve → the CLI poll gets a key', async () => {
+    const issued = await startDevice(mainBase, 'mcp:read mcp:write', 'ci runner');
+    const pending = await pollDevice(mainBase, issued.device_code);
+    check(pending.status === 400 && pending.body?.error === 'authorization_pending',
+      `polling before approval gave ${pending.status}: ${JSON.stringify(pending.body)}`);
+    check(issued.verification_uri_complete === `${mainBase}/device?user_code=${issued.user_code}`,
+      `verification_uri_complete is ${issued.verification_uri_complete}`);
+
+    // Signed out: the page sends the browser to sign in, then back.
+    const ctx = await browser.newContext();
+    ctx.setDefaultTimeout(TIMEOUT_MS);
+    const dp = await ctx.newPage();
+    watch(dp, 'device');
+    current = dp;
+    await dp.goto(issued.verification_uri_complete);
+    await expectPath(dp, `/login?next=${encodeURIComponent(`/device?user_code=${issued.user_code}`)}`, 'the device page signed out');
+    await dp.fill('#email', EMAIL);
+    await dp.fill('#password', PASSWORD);
+    await dp.getByRole('button', { name: 'Sign in' }).click();
+    await expectPath(dp, `/device?user_code=${issued.user_code}`, 'after signing in from the device page');
+    await expectDeviceRequest(dp, issued.user_code, 'ci runner');
+    await expectText(dp, '#org-name', `${ORG_NAME} (${ORG_SLUG})`, 'device page target org');
+    check(await dp.isChecked('#scope-mcp-read input') && await dp.isChecked('#scope-mcp-write input'),
+      'the requested MCP scopes are not shown ticked');
+    await dp.uncheck('#scope-mcp-write input');
+    await dp.getByRole('button', { name: 'Approve' }).click();
+    await expectText(dp, '#result', /^Approved\./, 'after approving');
+    check(await dp.locator('#request').isHidden(), 'the request is still shown after approving');
+
+    const token = await pollDevice(mainBase, issued.device_code);
+    check(token.status === 200 && KEY_RE.test(token.body?.access_token || ''),
+      `the poll after approval gave ${token.status}: ${JSON.stringify(token.body)}`);
+    check(token.body.scope === 'terminal models:read mcp:read', `the device key has scope ${JSON.stringify(token.body.scope)}`);
+    const r = await useKey(mainBase, token.body.access_token);
+    check(r.status === 200, `the device key gave ${r.status} on /api/v1/models`);
+    const again = await pollDevice(mainBase, issued.device_code);
+    check(again.status === 400 && again.body?.error === 'invalid_grant', `a second poll gave ${JSON.stringify(again.body)}`);
+    const seen = await keyVisibleAnywhere(dp, token.body.access_token);
+    check(!seen.any, `the device key reached the browser: ${JSON.stringify(seen)}`);
+
+    // The developers page lists it like any key.
+    await dp.goto(`${mainBase}/${ORG_SLUG}/developers`);
+    await dp.locator('#keys-body th', { hasText: 'Alumia CLI (ci runner)' }).waitFor()
+      .catch(() => fail('the developers page does not list "Alumia CLI (ci runner)"'));
+
+    // The device key revokes itself (any principal of its user may), leaving "laptop" alone.
+    const me = await fetch(`${mainBase}/api/v1/me`, { headers: { Authorization: `Bearer ${token.body.access_token}` } }).then((x) => x.json());
+    const keyId = me?.data?.principal?.keyId;
+    const del = await fetch(`${mainBase}/api/v1/api-keys/${keyId}`, { method: 'DELETE', headers: { Authorization: `Bearer ${token.body.access_token}` } });
+    check(del.status === 200, `revoking the device key gave ${del.status}`);
+    check((await useKey(mainBase, token.body.access_token)).status === 401, 'the revoked device key still works');
+
+    // A code typed by hand (any case, no dash) and denied.
+    const denied = await startDevice(mainBase, '', 'stranger');
+    await dp.goto(`${mainBase}/device`);
+    await dp.locator('#code-form').waitFor({ state: 'visible' });
+    await dp.fill('#user-code', denied.user_code.replace('-', '').toLowerCase());
+    await dp.getByRole('button', { name: 'Continue' }).click();
+    await expectDeviceRequest(dp, denied.user_code, 'stranger');
+    check(await dp.locator('#scope-mcp-read').isHidden(), 'an MCP scope is offered although the device did not ask for it');
+    await dp.getByRole('button', { name: 'Deny' }).click();
+    await expectText(dp, '#result', /^Denied\./, 'after denying');
+    const refused = await pollDevice(mainBase, denied.device_code);
+    check(refused.status === 400 && refused.body?.error === 'access_denied', `the poll after denial gave ${JSON.stringify(refused.body)}`);
+    await ctx.close();
+    current = page;
+  });
+
+  await step('device login with a stale session: Approve asks for the password first, then approves', async () => {
+    const ctx = await browser.newContext();
+    ctx.setDefaultTimeout(TIMEOUT_MS);
+    const dp = await ctx.newPage();
+    watch(dp, 'device-step-up');
+    current = dp;
+    const issued = await startDevice(stepUpBase, 'mcp:read', 'old laptop');
+    await dp.goto(issued.verification_uri_complete);
+    await expectPath(dp, `/login?next=${encodeURIComponent(`/device?user_code=${issued.user_code}`)}`, 'the device page signed out');
+    await dp.fill('#email', EMAIL);
+    await dp.fill('#password', PASSWORD);
+    await dp.getByRole('button', { name: 'Sign in' }).click();
+    await expectDeviceRequest(dp, issued.user_code, 'old laptop');
+    await sleep(1500); // the step-up server's window is 1 s
+    await dp.getByRole('button', { name: 'Approve' }).click();
+    await answerStepUp(dp, PASSWORD);
+    await expectText(dp, '#result', /^Approved\./, 'after stepping up and approving');
+    const token = await pollDevice(stepUpBase, issued.device_code);
+    check(token.status === 200 && token.body?.scope === 'terminal models:read mcp:read',
+      `the poll after a stepped-up approval gave ${token.status}: ${JSON.stringify(token.body)}`);
     await ctx.close();
     current = page;
   });

@@ -17,6 +17,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::clock::to_millis;
 use crate::crypto::{random_bytes, random_token, sha256_hex};
 use crate::error::{DomainError, DomainResult, StoreError};
 use crate::identity::{ClientInfo, Identity, actor};
@@ -95,8 +96,8 @@ pub fn normalize_user_code(input: &str) -> Option<String> {
         .filter(|c| *c != '-' && !c.is_whitespace())
         .map(|c| c.to_ascii_uppercase())
         .collect();
-    let valid = code.len() == USER_CODE_LEN
-        && code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b));
+    let valid =
+        code.len() == USER_CODE_LEN && code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b));
     valid.then_some(code)
 }
 
@@ -216,9 +217,10 @@ pub struct DeviceCode {
 }
 
 impl DeviceCode {
-    /// Past its life (`expires_at` itself is still valid).
+    /// Past its life (`expires_at` itself is still valid). Compared in
+    /// whole milliseconds, as the stores keep time and compare it in SQL.
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        now > self.expires_at
+        to_millis(now) > to_millis(self.expires_at)
     }
 }
 
@@ -607,7 +609,9 @@ impl Identity {
         now: DateTime<Utc>,
     ) -> Result<Option<DeviceToken>, DeviceFlowError> {
         let (Some(org_id), Some(user_id)) = (code.org_id, code.user_id) else {
-            return Err(DomainError::Internal("an approved device code has no owner".into()).into());
+            return Err(
+                DomainError::Internal("an approved device code has no owner".into()).into(),
+            );
         };
         let scope = OrgScope::new(org_id);
         // The approver left the org since: no key for them there.
@@ -680,13 +684,15 @@ impl Identity {
         else {
             return Ok(Err(UserCodeError::Unknown));
         };
-        Ok(if code.is_expired(now) || code.status == DeviceStatus::Expired {
-            Err(UserCodeError::Unknown)
-        } else if code.status != DeviceStatus::Pending {
-            Err(UserCodeError::AlreadyDecided)
-        } else {
-            Ok(code)
-        })
+        Ok(
+            if code.is_expired(now) || code.status == DeviceStatus::Expired {
+                Err(UserCodeError::Unknown)
+            } else if code.status != DeviceStatus::Pending {
+                Err(UserCodeError::AlreadyDecided)
+            } else {
+                Ok(code)
+            },
+        )
     }
 
     /// Approves `code` for the user in their current org, granting the
@@ -781,7 +787,10 @@ mod tests {
         for _ in 0..1000 {
             let code = generate_user_code();
             assert_eq!(code.len(), 8, "{code}");
-            assert!(code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b)), "{code}");
+            assert!(
+                code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b)),
+                "{code}"
+            );
         }
     }
 
@@ -808,10 +817,28 @@ mod tests {
 
     #[test]
     fn typed_codes_ignore_case_dashes_and_spaces() {
-        for typed in ["WDJB-MJHT", "wdjbmjht", " wdjb mjht ", "Wd-Jb-Mj-Ht", "WDJB\tMJHT"] {
-            assert_eq!(normalize_user_code(typed).as_deref(), Some("WDJBMJHT"), "{typed:?}");
+        for typed in [
+            "WDJB-MJHT",
+            "wdjbmjht",
+            " wdjb mjht ",
+            "Wd-Jb-Mj-Ht",
+            "WDJB\tMJHT",
+        ] {
+            assert_eq!(
+                normalize_user_code(typed).as_deref(),
+                Some("WDJBMJHT"),
+                "{typed:?}"
+            );
         }
-        for typed in ["", "WDJB-MJH", "WDJB-MJHTB", "WDJA-MJHT", "WDJB-MJH1", "WDJB_MJHT", "ŴDJB-MJHT"] {
+        for typed in [
+            "",
+            "WDJB-MJH",
+            "WDJB-MJHTB",
+            "WDJA-MJHT",
+            "WDJB-MJH1",
+            "WDJB_MJHT",
+            "ŴDJB-MJHT",
+        ] {
             assert_eq!(normalize_user_code(typed), None, "{typed:?}");
         }
         assert_eq!(display_user_code("WDJBMJHT"), "WDJB-MJHT");

@@ -201,7 +201,11 @@ mod tests {
         let cases = [
             (Bucket::DeviceCode, "device-code", Quota::per_secs(10, 60)),
             (Bucket::DeviceToken, "device-token", Quota::per_secs(30, 2)),
-            (Bucket::UserCodeGuess, "user-code-guess", Quota::per_secs(5, 180)),
+            (
+                Bucket::UserCodeGuess,
+                "user-code-guess",
+                Quota::per_secs(5, 180),
+            ),
             (Bucket::KeyMint, "key-mint", Quota::per_secs(5, 60)),
         ];
         for (bucket, name, quota) in cases {

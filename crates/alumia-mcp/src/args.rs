@@ -10,7 +10,10 @@ use crate::catalog::ToolSpec;
 /// Why arguments were refused, phrased for the caller.
 pub fn check(spec: &ToolSpec, args: &Map<String, Value>) -> Result<(), String> {
     let schema = spec.input_schema();
-    let properties = schema["properties"].as_object().cloned().unwrap_or_default();
+    let properties = schema["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     for required in spec.required {
         if args.get(*required).is_none_or(Value::is_null) {
             return Err(format!("`{required}` is required"));
@@ -54,7 +57,10 @@ pub fn check(spec: &ToolSpec, args: &Map<String, Value>) -> Result<(), String> {
         if let Some(allowed) = prop["enum"].as_array()
             && !allowed.contains(value)
         {
-            return Err(format!("`{name}` must be one of {}", Value::Array(allowed.clone())));
+            return Err(format!(
+                "`{name}` must be one of {}",
+                Value::Array(allowed.clone())
+            ));
         }
     }
     Ok(())
@@ -119,14 +125,25 @@ mod tests {
     fn arguments_are_checked_against_the_tool_schema() {
         let chat = find("chat_send").unwrap();
         assert!(check(chat, &obj(json!({"message": "hi"}))).is_ok());
-        assert_eq!(check(chat, &obj(json!({}))).unwrap_err(), "`message` is required");
-        assert!(check(chat, &obj(json!({"message": 5}))).unwrap_err().contains("string"));
+        assert_eq!(
+            check(chat, &obj(json!({}))).unwrap_err(),
+            "`message` is required"
+        );
+        assert!(
+            check(chat, &obj(json!({"message": 5})))
+                .unwrap_err()
+                .contains("string")
+        );
         assert!(
             check(chat, &obj(json!({"message": "x", "timeoutSeconds": 301})))
                 .unwrap_err()
                 .contains("at most 300")
         );
-        assert!(check(chat, &obj(json!({"message": "x", "nope": 1}))).unwrap_err().contains("nope"));
+        assert!(
+            check(chat, &obj(json!({"message": "x", "nope": 1})))
+                .unwrap_err()
+                .contains("nope")
+        );
         let msgs = find("session_messages").unwrap();
         assert!(check(msgs, &obj(json!({"id": "s", "order": "sideways"}))).is_err());
         assert!(check(msgs, &obj(json!({"id": "s", "order": "desc", "limit": 5}))).is_ok());
@@ -139,7 +156,10 @@ mod tests {
         assert_eq!(segment(".."), "%2E%2E");
         assert_eq!(segment("a?b#c"), "a%3Fb%23c");
         assert_eq!(
-            query(&obj(json!({"limit": 5, "cursor": "a&b"})), &[("limit", "limit"), ("cursor", "cursor")]),
+            query(
+                &obj(json!({"limit": 5, "cursor": "a&b"})),
+                &[("limit", "limit"), ("cursor", "cursor")]
+            ),
             "?limit=5&cursor=a%26b"
         );
     }

@@ -26,7 +26,11 @@ struct Turn {
 impl Turn {
     fn apply(&mut self, chunk: &Value) {
         let s = |k: &str| chunk.get(k).and_then(Value::as_str).map(str::to_string);
-        match chunk.get("type").and_then(Value::as_str).unwrap_or_default() {
+        match chunk
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+        {
             "start" => self.message_id = s("messageId"),
             "text-delta" => self.text.push_str(&s("delta").unwrap_or_default()),
             "tool-input-available" | "tool-input-error" => {
@@ -125,7 +129,9 @@ pub(crate) async fn send(
     loop {
         let next = match tokio::time::timeout_at(deadline, stream.next()).await {
             Err(_) => {
-                return tool_ok(json!({"sessionId": session_id, "turnId": turn_id, "status": "running"}));
+                return tool_ok(
+                    json!({"sessionId": session_id, "turnId": turn_id, "status": "running"}),
+                );
             }
             Ok(next) => next,
         };
@@ -178,7 +184,10 @@ mod tests {
         assert_eq!(take_frames(&mut buf), vec!["{\"type\":\"start\"}"]);
         buf.extend_from_slice(b"pe\":\"text-delta\",\"delta\":\"hi\"}\n\ndata: [DONE]\n\n");
         let frames = take_frames(&mut buf);
-        assert_eq!(frames, vec!["{\"type\":\"text-delta\",\"delta\":\"hi\"}", "[DONE]"]);
+        assert_eq!(
+            frames,
+            vec!["{\"type\":\"text-delta\",\"delta\":\"hi\"}", "[DONE]"]
+        );
         assert!(buf.is_empty());
     }
 
@@ -197,7 +206,10 @@ mod tests {
         }
         assert_eq!(turn.message_id.as_deref(), Some("m1"));
         assert_eq!(turn.text, "a b");
-        assert_eq!(turn.tool_calls, vec![("c1".into(), "echo".into(), Some(true))]);
+        assert_eq!(
+            turn.tool_calls,
+            vec![("c1".into(), "echo".into(), Some(true))]
+        );
         assert_eq!(turn.finish_reason.as_deref(), Some("stop"));
         assert_eq!(turn.usage, Some(json!({"outputTokens": 2})));
     }

@@ -148,7 +148,12 @@ impl AlumiaMcp {
             .collect()
     }
 
-    async fn run(&self, spec: &ToolSpec, args: Map<String, Value>, caller: &Caller) -> CallToolResult {
+    async fn run(
+        &self,
+        spec: &ToolSpec,
+        args: Map<String, Value>,
+        caller: &Caller,
+    ) -> CallToolResult {
         if let Some(scope) = Self::missing_scope(spec, caller) {
             return tool_error(
                 format!("insufficient_scope: {} requires {scope}", spec.name),
@@ -196,18 +201,38 @@ fn route(name: &str, a: &Map<String, Value>) -> Option<(&'static str, String, Op
         "workspaces_list" => ("GET", "/api/v1/workspaces".into(), None),
         "agents_list" => (
             "GET",
-            format!("/api/v1/agents{}", query(a, &[page[0], page[1], ("workspaceId", "workspaceId")])),
+            format!(
+                "/api/v1/agents{}",
+                query(a, &[page[0], page[1], ("workspaceId", "workspaceId")])
+            ),
             None,
         ),
         "agents_get" => ("GET", format!("/api/v1/agents/{}", id()), None),
-        "agents_create" => ("POST", "/api/v1/agents".into(), Some(Value::Object(a.clone()))),
-        "agents_update" => ("PATCH", format!("/api/v1/agents/{}", id()), body_without_id()),
+        "agents_create" => (
+            "POST",
+            "/api/v1/agents".into(),
+            Some(Value::Object(a.clone())),
+        ),
+        "agents_update" => (
+            "PATCH",
+            format!("/api/v1/agents/{}", id()),
+            body_without_id(),
+        ),
         "agents_delete" => ("DELETE", format!("/api/v1/agents/{}", id()), None),
         "sessions_list" => (
             "GET",
             format!(
                 "/api/v1/sessions{}",
-                query(a, &[page[0], page[1], ("agentId", "agentId"), ("projectId", "projectId"), ("status", "status")])
+                query(
+                    a,
+                    &[
+                        page[0],
+                        page[1],
+                        ("agentId", "agentId"),
+                        ("projectId", "projectId"),
+                        ("status", "status")
+                    ]
+                )
             ),
             None,
         ),
@@ -221,15 +246,26 @@ fn route(name: &str, a: &Map<String, Value>) -> Option<(&'static str, String, Op
             ),
             None,
         ),
-        "sessions_create" => ("POST", "/api/v1/sessions".into(), Some(Value::Object(a.clone()))),
+        "sessions_create" => (
+            "POST",
+            "/api/v1/sessions".into(),
+            Some(Value::Object(a.clone())),
+        ),
         "chat_stop" => (
             "POST",
-            format!("/api/v1/chat/{}/stop", segment(str_arg(a, "sessionId").unwrap_or_default())),
+            format!(
+                "/api/v1/chat/{}/stop",
+                segment(str_arg(a, "sessionId").unwrap_or_default())
+            ),
             Some(json!({})),
         ),
         "keys_list" => ("GET", "/api/v1/api-keys".into(), None),
         "keys_revoke" => ("DELETE", format!("/api/v1/api-keys/{}", id()), None),
-        "audit_events_list" => ("GET", format!("/api/v1/audit-events{}", query(a, &page)), None),
+        "audit_events_list" => (
+            "GET",
+            format!("/api/v1/audit-events{}", query(a, &page)),
+            None,
+        ),
         _ => return None,
     })
 }
@@ -275,7 +311,10 @@ pub(crate) fn rest_result(status: u16, body: Value) -> CallToolResult {
             .or(error.get("code"))
             .and_then(Value::as_str)
             .unwrap_or("error"),
-        error.get("message").and_then(Value::as_str).unwrap_or("request failed")
+        error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("request failed")
     );
     tool_error(text, json!({"error": error, "status": status}))
 }

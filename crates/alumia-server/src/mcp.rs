@@ -174,7 +174,12 @@ impl McpEndpoint {
             .map(str::to_string);
         let principal = match token {
             None => return invalid_token("send an API key: Authorization: Bearer alm_…"),
-            Some(token) => match self.state.identity.authenticate_key(&token, org.as_deref()).await {
+            Some(token) => match self
+                .state
+                .identity
+                .authenticate_key(&token, org.as_deref())
+                .await
+            {
                 Ok(p) => p,
                 Err(e) => {
                     let mut response = ApiError::from(e).into_response();
@@ -200,6 +205,17 @@ impl McpEndpoint {
             Ok(b) => b,
             Err(_) => return too_large(),
         };
+        // Malformed JSON-RPC gets a JSON-RPC error (rmcp would answer text).
+        match serde_json::from_slice::<Value>(&bytes) {
+            Err(_) => return rpc_error(-32700, "Parse error: the body is not JSON"),
+            Ok(Value::Object(m)) if m.get("jsonrpc").and_then(Value::as_str) == Some("2.0") => {}
+            Ok(_) => {
+                return rpc_error(
+                    -32600,
+                    "Invalid Request: send one JSON-RPC 2.0 message object",
+                );
+            }
+        }
         req = Request::from_parts(parts, Body::from(bytes));
         // A client-sent session id never means anything here.
         req.headers_mut().remove("mcp-session-id");
@@ -210,9 +226,27 @@ impl McpEndpoint {
         });
         let Ok(response) = self.rmcp.clone().oneshot(req).await;
         let mut response = response.map(Body::new);
-        rate_limit_headers(&self.state, Bucket::ApiKey, &decision, response.headers_mut());
+        rate_limit_headers(
+            &self.state,
+            Bucket::ApiKey,
+            &decision,
+            response.headers_mut(),
+        );
         response
     }
+}
+
+/// A JSON-RPC error without a request id (HTTP 400).
+fn rpc_error(code: i64, message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {"code": code, "message": message},
+        })),
+    )
+        .into_response()
 }
 
 fn forbidden(reason: &'static str, message: &str) -> Response {
@@ -255,11 +289,15 @@ fn host_allowed(state: &AppState, host: Option<&HeaderValue>) -> bool {
     };
     let host = host.to_ascii_lowercase();
     let public = authority(&state.settings.public_url).to_ascii_lowercase();
-    let default_port = if state.settings.is_https() { ":443" } else { ":80" };
+    let default_port = if state.settings.is_https() {
+        ":443"
+    } else {
+        ":80"
+    };
     if host == public || host.strip_suffix(default_port) == Some(public.as_str()) {
         return true;
     }
-    state.settings.listen_authorities.iter().any(|a| *a == host)
+    state.settings.listen_authorities.contains(&host)
 }
 
 fn origin_allowed(state: &AppState, origin: &HeaderValue) -> bool {

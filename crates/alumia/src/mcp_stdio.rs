@@ -100,7 +100,8 @@ impl Rest for ClientRest {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let method = alumia_client::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let method =
+            alumia_client::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
         let (status, value) = self
             .client
             .raw(method, path, &pairs, body)

@@ -518,8 +518,8 @@ async fn chat_streams_the_answer_to_stdout_and_the_session_id_to_stderr() {
 async fn chat_writes_each_delta_as_it_arrives() {
     let (app, _browser, key) = app_with_key().await;
     let cli = Cli::with_key(&app.url, &key);
-    // One delta per word, 300 ms apart: about 2 s in all.
-    let mut child = cli.spawn(&["chat", "/delay 300\none two three four five six"]);
+    // One delta per word, 400 ms apart: about 2.5 s in all.
+    let mut child = cli.spawn(&["chat", "/delay 400\none two three four five six"]);
     let mut stdout = child.stdout.take().unwrap();
     let mut seen = Vec::new();
     let mut buf = [0u8; 256];

@@ -92,7 +92,13 @@ impl Fixture {
         assert!(
             ok(
                 store
-                    .decide_device_code(&self.scope, code.id, self.user, &Self::approve(), self.at(secs + 1))
+                    .decide_device_code(
+                        &self.scope,
+                        code.id,
+                        self.user,
+                        &Self::approve(),
+                        self.at(secs + 1)
+                    )
                     .await,
                 "decide_device_code(approve)"
             ),
@@ -106,10 +112,13 @@ impl Fixture {
             limit: 100,
             after: None,
         };
-        ok(store.list_api_keys(&self.scope, self.user, page).await, "list_api_keys")
-            .into_iter()
-            .filter(|k| k.created_via == KeyOrigin::Device)
-            .collect()
+        ok(
+            store.list_api_keys(&self.scope, self.user, page).await,
+            "list_api_keys",
+        )
+        .into_iter()
+        .filter(|k| k.created_via == KeyOrigin::Device)
+        .collect()
     }
 }
 
@@ -169,11 +178,17 @@ pub async fn device_codes_round_trip_and_resolve_by_hash_and_user_code(store: &d
         "the user code finds the same code"
     );
     let with_name = f.create(store, 1).await;
-    assert_eq!(stored(store, &with_name).await.device_name.as_deref(), Some("laptop"));
+    assert_eq!(
+        stored(store, &with_name).await.device_name.as_deref(),
+        Some("laptop")
+    );
 
     let mut unknown = f.code(0);
     unknown.device_code_hash.push('x');
-    assert!(by_hash(store, &unknown).await.is_none(), "an unknown hash finds nothing");
+    assert!(
+        by_hash(store, &unknown).await.is_none(),
+        "an unknown hash finds nothing"
+    );
     assert!(
         ok(
             store
@@ -198,7 +213,10 @@ pub async fn device_user_codes_are_unique_among_pending_codes(store: &dyn Store)
         "user_code",
         "a second pending code with the same user code",
     );
-    assert!(by_hash(store, &twin).await.is_none(), "the refused code is not stored");
+    assert!(
+        by_hash(store, &twin).await.is_none(),
+        "the refused code is not stored"
+    );
 
     // Once the first is decided, the user code is free again.
     assert!(ok(
@@ -207,7 +225,10 @@ pub async fn device_user_codes_are_unique_among_pending_codes(store: &dyn Store)
             .await,
         "deny"
     ));
-    ok(store.create_device_code(&twin).await, "create after the first was decided");
+    ok(
+        store.create_device_code(&twin).await,
+        "create after the first was decided",
+    );
     let found = ok(
         store
             .find_device_code_by_user_code(&first.user_code, f.at(3))
@@ -215,7 +236,10 @@ pub async fn device_user_codes_are_unique_among_pending_codes(store: &dyn Store)
         "find_device_code_by_user_code",
     )
     .expect("found");
-    assert_eq!(found.id, twin.id, "the pending code wins over the decided one");
+    assert_eq!(
+        found.id, twin.id,
+        "the pending code wins over the decided one"
+    );
 
     // A live pending code wins even over a newer decided one.
     let mut newer = f.code(20);
@@ -229,7 +253,10 @@ pub async fn device_user_codes_are_unique_among_pending_codes(store: &dyn Store)
             .await,
         "deny newer"
     ));
-    ok(store.create_device_code(&older).await, "create older (pending)");
+    ok(
+        store.create_device_code(&older).await,
+        "create older (pending)",
+    );
     let found = ok(
         store
             .find_device_code_by_user_code(&newer.user_code, f.at(22))
@@ -237,7 +264,10 @@ pub async fn device_user_codes_are_unique_among_pending_codes(store: &dyn Store)
         "find_device_code_by_user_code",
     )
     .expect("found");
-    assert_eq!(found.id, older.id, "the live pending code is the one a user means");
+    assert_eq!(
+        found.id, older.id,
+        "the live pending code is the one a user means"
+    );
     // Past its expiry, the newest row is returned instead.
     let found = ok(
         store
@@ -252,7 +282,10 @@ pub async fn device_user_codes_are_unique_among_pending_codes(store: &dyn Store)
     let stale = f.create(store, -EXPIRES_IN_SECS - 10).await;
     let mut fresh = f.code(0);
     fresh.user_code = stale.user_code.clone();
-    ok(store.create_device_code(&fresh).await, "create over an expired pending code");
+    ok(
+        store.create_device_code(&fresh).await,
+        "create over an expired pending code",
+    );
     assert_eq!(stored(store, &stale).await.status, DeviceStatus::Expired);
     assert_eq!(stored(store, &fresh).await.status, DeviceStatus::Pending);
 }
@@ -292,10 +325,17 @@ pub async fn device_polls_slow_down_and_the_interval_stays_grown(store: &dyn Sto
         (40, PollOutcome::SlowDown { interval_secs: 20 }),
     ];
     for (secs, want) in steps {
-        assert_eq!(ok(poll(secs).await, "poll_device_code"), want, "poll at t0+{secs}s");
+        assert_eq!(
+            ok(poll(secs).await, "poll_device_code"),
+            want,
+            "poll at t0+{secs}s"
+        );
     }
     let row = stored(store, &code).await;
-    assert_eq!((row.interval_secs, row.last_polled_at), (20, Some(f.at(40))));
+    assert_eq!(
+        (row.interval_secs, row.last_polled_at),
+        (20, Some(f.at(40)))
+    );
     assert_eq!(row.status, DeviceStatus::Pending, "polls do not decide");
 
     // A decided code is not polled: nothing is written.
@@ -309,7 +349,9 @@ pub async fn device_polls_slow_down_and_the_interval_stays_grown(store: &dyn Sto
     assert_eq!(stored(store, &code).await.last_polled_at, Some(f.at(40)));
     assert_eq!(
         ok(
-            store.poll_device_code(new_id(), f.at(1), SLOW_DOWN_STEP_SECS).await,
+            store
+                .poll_device_code(new_id(), f.at(1), SLOW_DOWN_STEP_SECS)
+                .await,
             "poll unknown"
         ),
         PollOutcome::NotPending
@@ -332,7 +374,10 @@ pub async fn device_concurrent_polls_are_serialized(store: &dyn Store) {
         .iter()
         .filter(|o| matches!(o, PollOutcome::Pending { .. }))
         .count();
-    assert_eq!(pending, 1, "one of eight simultaneous polls is on time: {outcomes:?}");
+    assert_eq!(
+        pending, 1,
+        "one of eight simultaneous polls is on time: {outcomes:?}"
+    );
     assert_eq!(
         stored(store, &code).await.interval_secs,
         5 + 7 * SLOW_DOWN_STEP_SECS,
@@ -345,7 +390,11 @@ pub async fn device_concurrent_polls_are_serialized(store: &dyn Store) {
 pub async fn device_decisions_happen_once_and_bind_user_and_org(store: &dyn Store) {
     let f = Fixture::new(store, "device-decide").await;
     let code = f.create(store, 0).await;
-    let granted = vec!["terminal".to_string(), "models:read".into(), "mcp:read".into()];
+    let granted = vec![
+        "terminal".to_string(),
+        "models:read".into(),
+        "mcp:read".into(),
+    ];
     let approve = DeviceDecision::Approve {
         scopes: granted.clone(),
     };
@@ -373,7 +422,10 @@ pub async fn device_decisions_happen_once_and_bind_user_and_org(store: &dyn Stor
         ),
         "the approval binds the code to the approver and their org"
     );
-    for (decision, what) in [(&approve, "approve again"), (&DeviceDecision::Deny, "deny after approve")] {
+    for (decision, what) in [
+        (&approve, "approve again"),
+        (&DeviceDecision::Deny, "deny after approve"),
+    ] {
         assert!(
             !ok(
                 store
@@ -384,7 +436,11 @@ pub async fn device_decisions_happen_once_and_bind_user_and_org(store: &dyn Stor
             "{what}: a decided code cannot be decided again"
         );
     }
-    assert_eq!(stored(store, &code).await, row, "a refused decision writes nothing");
+    assert_eq!(
+        stored(store, &code).await,
+        row,
+        "a refused decision writes nothing"
+    );
 
     let denied = f.create(store, 0).await;
     assert!(ok(
@@ -403,7 +459,13 @@ pub async fn device_decisions_happen_once_and_bind_user_and_org(store: &dyn Stor
     let late = f.create(store, 0).await;
     assert!(!ok(
         store
-            .decide_device_code(&f.scope, late.id, f.user, &approve, f.at(EXPIRES_IN_SECS + 1))
+            .decide_device_code(
+                &f.scope,
+                late.id,
+                f.user,
+                &approve,
+                f.at(EXPIRES_IN_SECS + 1)
+            )
             .await,
         "approve expired"
     ));
@@ -426,7 +488,13 @@ pub async fn device_concurrent_decisions_admit_one(store: &dyn Store) {
     let f = Fixture::new(store, "device-decide-race").await;
     let code = f.create(store, 0).await;
     let decisions: Vec<DeviceDecision> = (0..8)
-        .map(|i| if i % 2 == 0 { Fixture::approve() } else { DeviceDecision::Deny })
+        .map(|i| {
+            if i % 2 == 0 {
+                Fixture::approve()
+            } else {
+                DeviceDecision::Deny
+            }
+        })
         .collect();
     let won: Vec<bool> = join_all(
         decisions
@@ -445,7 +513,11 @@ pub async fn device_concurrent_decisions_admit_one(store: &dyn Store) {
     } else {
         DeviceStatus::Denied
     };
-    assert_eq!(stored(store, &code).await.status, want, "the winner's decision is stored");
+    assert_eq!(
+        stored(store, &code).await.status,
+        want,
+        "the winner's decision is stored"
+    );
 }
 
 // --- the exchange ---------------------------------------------------------------
@@ -456,39 +528,68 @@ pub async fn device_exchange_mints_one_key_in_the_same_transaction(store: &dyn S
     // Not approved yet: nothing happens.
     let pending = f.create(store, 0).await;
     let key = f.key("pending", 2);
-    assert!(ok(
-        store.exchange_device_code(&f.scope, pending.id, &key, f.at(2)).await,
-        "exchange pending"
-    )
-    .is_none());
+    assert!(
+        ok(
+            store
+                .exchange_device_code(&f.scope, pending.id, &key, f.at(2))
+                .await,
+            "exchange pending"
+        )
+        .is_none()
+    );
     assert!(ok(store.get_api_key(&f.scope, key.id).await, "get_api_key").is_none());
 
     let code = f.approved(store, 0).await;
     // Another org, or another user, than the approval's: nothing happens.
     let stranger = f.key("other-org", 2);
-    assert!(ok(
-        store.exchange_device_code(&f.other, code.id, &stranger, f.at(2)).await,
-        "exchange in another org"
-    )
-    .is_none());
+    assert!(
+        ok(
+            store
+                .exchange_device_code(&f.other, code.id, &stranger, f.at(2))
+                .await,
+            "exchange in another org"
+        )
+        .is_none()
+    );
     let mut other_user = f.key("other-user", 2);
     other_user.user_id = make_user(store, &f.ctx, "device-exchange-stranger").await;
-    assert!(ok(
-        store.exchange_device_code(&f.scope, code.id, &other_user, f.at(2)).await,
-        "exchange for another user"
-    )
-    .is_none());
-    assert!(ok(store.get_api_key(&f.other, stranger.id).await, "get_api_key").is_none());
-    assert!(ok(store.get_api_key(&f.scope, other_user.id).await, "get_api_key").is_none());
+    assert!(
+        ok(
+            store
+                .exchange_device_code(&f.scope, code.id, &other_user, f.at(2))
+                .await,
+            "exchange for another user"
+        )
+        .is_none()
+    );
+    assert!(
+        ok(
+            store.get_api_key(&f.other, stranger.id).await,
+            "get_api_key"
+        )
+        .is_none()
+    );
+    assert!(
+        ok(
+            store.get_api_key(&f.scope, other_user.id).await,
+            "get_api_key"
+        )
+        .is_none()
+    );
 
     // A key insert that fails rolls the exchange back: the code stays approved.
     let mut clash = f.key("clash", 3);
     let mut existing = f.key("existing", 3);
     existing.created_via = KeyOrigin::Dashboard;
-    ok(store.create_api_key(&f.scope, &existing).await, "create_api_key");
+    ok(
+        store.create_api_key(&f.scope, &existing).await,
+        "create_api_key",
+    );
     clash.key_hash = existing.key_hash.clone();
     expect_conflict(
-        store.exchange_device_code(&f.scope, code.id, &clash, f.at(3)).await,
+        store
+            .exchange_device_code(&f.scope, code.id, &clash, f.at(3))
+            .await,
         "api_key_hash",
         "an exchange whose key cannot be inserted",
     );
@@ -500,13 +601,27 @@ pub async fn device_exchange_mints_one_key_in_the_same_transaction(store: &dyn S
 
     let key = f.key("laptop", 4);
     let minted = ok(
-        store.exchange_device_code(&f.scope, code.id, &key, f.at(4)).await,
+        store
+            .exchange_device_code(&f.scope, code.id, &key, f.at(4))
+            .await,
         "exchange",
     )
     .expect("an approved code is exchanged once");
     assert_eq!(
-        (minted.id, minted.org_id, minted.user_id, minted.created_via, minted.scopes.clone()),
-        (key.id, f.scope.org_id(), f.user, KeyOrigin::Device, key.scopes.clone())
+        (
+            minted.id,
+            minted.org_id,
+            minted.user_id,
+            minted.created_via,
+            minted.scopes.clone()
+        ),
+        (
+            key.id,
+            f.scope.org_id(),
+            f.user,
+            KeyOrigin::Device,
+            key.scopes.clone()
+        )
     );
     let row = stored(store, &code).await;
     assert_eq!(
@@ -515,9 +630,7 @@ pub async fn device_exchange_mints_one_key_in_the_same_transaction(store: &dyn S
     );
     assert_eq!(
         ok(
-            store
-                .find_key_grant_by_hash(&key.key_hash)
-                .await,
+            store.find_key_grant_by_hash(&key.key_hash).await,
             "find_key_grant_by_hash"
         )
         .map(|g| g.key.id),
@@ -526,14 +639,22 @@ pub async fn device_exchange_mints_one_key_in_the_same_transaction(store: &dyn S
     );
 
     let again = f.key("again", 5);
-    assert!(ok(
-        store.exchange_device_code(&f.scope, code.id, &again, f.at(5)).await,
-        "second exchange"
-    )
-    .is_none());
+    assert!(
+        ok(
+            store
+                .exchange_device_code(&f.scope, code.id, &again, f.at(5))
+                .await,
+            "second exchange"
+        )
+        .is_none()
+    );
     assert!(ok(store.get_api_key(&f.scope, again.id).await, "get_api_key").is_none());
     assert_eq!(
-        f.device_keys(store).await.iter().map(|k| k.id).collect::<Vec<_>>(),
+        f.device_keys(store)
+            .await
+            .iter()
+            .map(|k| k.id)
+            .collect::<Vec<_>>(),
         vec![key.id],
         "one code, one key"
     );
@@ -541,13 +662,15 @@ pub async fn device_exchange_mints_one_key_in_the_same_transaction(store: &dyn S
     // Approved but expired: no key.
     let stale = f.approved(store, 0).await;
     let late = f.key("late", EXPIRES_IN_SECS + 1);
-    assert!(ok(
-        store
-            .exchange_device_code(&f.scope, stale.id, &late, f.at(EXPIRES_IN_SECS + 1))
-            .await,
-        "exchange expired"
-    )
-    .is_none());
+    assert!(
+        ok(
+            store
+                .exchange_device_code(&f.scope, stale.id, &late, f.at(EXPIRES_IN_SECS + 1))
+                .await,
+            "exchange expired"
+        )
+        .is_none()
+    );
     assert_eq!(stored(store, &stale).await.status, DeviceStatus::Approved);
 }
 
@@ -565,7 +688,11 @@ pub async fn device_concurrent_exchanges_mint_exactly_one_key(store: &dyn Store)
     .map(|r| ok(r, "concurrent exchange_device_code"))
     .collect();
     let winners: Vec<&ApiKey> = minted.iter().flatten().collect();
-    assert_eq!(winners.len(), 1, "exactly one of eight concurrent exchanges mints");
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one of eight concurrent exchanges mints"
+    );
     let stored_keys = f.device_keys(store).await;
     assert_eq!(
         stored_keys.iter().map(|k| k.id).collect::<Vec<_>>(),

@@ -10,6 +10,7 @@
 //!   guesses cost, and a locked-out user learns nothing about any code.
 //!   Approval also takes a `key-mint` token, the bucket of `POST /api-keys`.
 
+use alumia_core::Principal;
 use alumia_core::clock::format_ts;
 use alumia_core::device::{
     CLIENT_NAME, DeviceCode, DeviceFlowError, DeviceStart, DeviceTokenRequest, OAuthError,
@@ -17,7 +18,6 @@ use alumia_core::device::{
 };
 use alumia_core::identity::{ClientInfo, Identity};
 use alumia_core::limits::Bucket;
-use alumia_core::Principal;
 use alumia_types::ErrorCode;
 use alumia_types::device::{
     DeviceCodeResponse, DeviceDecisionRequest, DeviceLookupView, DeviceTokenResponse,

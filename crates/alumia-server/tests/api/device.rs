@@ -4,7 +4,6 @@
 //! on real time, so the tests that need them set small quotas.
 
 use alumia_core::crypto::sha256_hex;
-use alumia_core::device::DeviceStore;
 use alumia_core::limits::{Bucket, Limits, Quota};
 use alumia_core::model::Role;
 use alumia_testkit::{Browser, TEST_PASSWORD, TestApp};
@@ -82,7 +81,10 @@ fn assert_oauth(status: u16, body: &Value, error: &str) {
 }
 
 fn device_code(issued: &Value) -> String {
-    issued["device_code"].as_str().expect("device_code").to_string()
+    issued["device_code"]
+        .as_str()
+        .expect("device_code")
+        .to_string()
 }
 
 fn user_code(issued: &Value) -> String {
@@ -90,7 +92,10 @@ fn user_code(issued: &Value) -> String {
 }
 
 async fn lookup(browser: &Browser, code: &str) -> (u16, Value) {
-    let path = format!("/api/v1/auth/device/lookup?userCode={}", code.replace(' ', "%20"));
+    let path = format!(
+        "/api/v1/auth/device/lookup?userCode={}",
+        code.replace(' ', "%20")
+    );
     read(browser.get(&path).await).await
 }
 
@@ -133,7 +138,12 @@ async fn device_keys(browser: &Browser) -> Vec<Value> {
 }
 
 /// Approves a fresh code and exchanges it; returns the token response.
-async fn login_device(app: &TestApp, browser: &Browser, scope: Option<&str>, grant: Option<Vec<&str>>) -> Value {
+async fn login_device(
+    app: &TestApp,
+    browser: &Browser,
+    scope: Option<&str>,
+    grant: Option<Vec<&str>>,
+) -> Value {
     let issued = start(app, scope, Some("box")).await;
     let (status, body) = approve(browser, &user_code(&issued), grant).await;
     assert_eq!(status, 200, "approve: {body}");
@@ -150,23 +160,36 @@ async fn the_code_endpoint_issues_codes_in_the_documented_shape_from_form_or_jso
     let res = post_form(
         &app,
         "/api/v1/auth/device/code",
-        form(&[("client_id", "alumia-cli"), ("scope", "mcp:read"), ("device_name", "laptop")]),
+        form(&[
+            ("client_id", "alumia-cli"),
+            ("scope", "mcp:read"),
+            ("device_name", "laptop"),
+        ]),
     )
     .await;
     assert_eq!(res.headers()["cache-control"], "no-store");
     let (status, issued) = read(res).await;
     assert_eq!(status, 200, "{issued}");
-    assert!(issued.get("success").is_none(), "plain JSON, not the envelope: {issued}");
+    assert!(
+        issued.get("success").is_none(),
+        "plain JSON, not the envelope: {issued}"
+    );
 
     let device = device_code(&issued);
     assert_eq!(device.len(), 43, "32 bytes of base64url: {device}");
-    assert!(device.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    assert!(
+        device
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
     let user = user_code(&issued);
     let letters: Vec<char> = user.chars().collect();
     assert_eq!(letters.len(), 9, "{user}");
     assert_eq!(letters[4], '-', "XXXX-XXXX: {user}");
     assert!(
-        user.chars().filter(|c| *c != '-').all(|c| ALPHABET.contains(c)),
+        user.chars()
+            .filter(|c| *c != '-')
+            .all(|c| ALPHABET.contains(c)),
         "{user}"
     );
     assert_eq!(issued["verification_uri"], format!("{}/device", app.url));
@@ -174,7 +197,10 @@ async fn the_code_endpoint_issues_codes_in_the_documented_shape_from_form_or_jso
         issued["verification_uri_complete"],
         format!("{}/device?user_code={user}", app.url)
     );
-    assert_eq!((issued["expires_in"].as_i64(), issued["interval"].as_i64()), (Some(900), Some(5)));
+    assert_eq!(
+        (issued["expires_in"].as_i64(), issued["interval"].as_i64()),
+        (Some(900), Some(5))
+    );
 
     // Stored by hash only: the SHA-256 finds it, with what was asked.
     let stored = app
@@ -207,19 +233,58 @@ async fn the_code_endpoint_issues_codes_in_the_documented_shape_from_form_or_jso
     assert_eq!(status, 200, "{other}");
     assert_ne!(device_code(&other), device);
     assert_ne!(user_code(&other), user);
+
+    // A charset parameter is fine.
+    let res = app
+        .http
+        .post(app.at("/api/v1/auth/device/code"))
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+        )
+        .body("client_id=alumia-cli&scope=terminal+mcp%3Awrite")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(res).await;
+    assert_eq!(status, 200, "{body}");
+    let stored = app
+        .store
+        .find_device_code_by_hash(&sha256_hex(device_code(&body).as_bytes()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.scopes, ["terminal", "models:read", "mcp:write"]);
 }
 
 #[tokio::test]
 async fn the_code_endpoint_refuses_other_clients_scopes_and_malformed_requests() {
-    let (app, _) = owner_app(Limits::default()).await;
+    let mut limits = Limits::default();
+    limits.set(Bucket::DeviceCode, Quota::per_secs(100, 60));
+    let (app, _) = owner_app(limits).await;
     let long_name = "x".repeat(65);
     let cases: Vec<(&str, String, &str)> = vec![
-        ("another client", form(&[("client_id", "curl")]), "invalid_client"),
-        ("no client", form(&[("scope", "terminal")]), "invalid_request"),
-        ("unknown scope", form(&[("client_id", "alumia-cli"), ("scope", "admin")]), "invalid_scope"),
+        (
+            "another client",
+            form(&[("client_id", "curl")]),
+            "invalid_client",
+        ),
+        (
+            "no client",
+            form(&[("scope", "terminal")]),
+            "invalid_request",
+        ),
+        (
+            "unknown scope",
+            form(&[("client_id", "alumia-cli"), ("scope", "admin")]),
+            "invalid_scope",
+        ),
         (
             "a key scope",
-            form(&[("client_id", "alumia-cli"), ("scope", "mcp:read billing:machine:charge")]),
+            form(&[
+                ("client_id", "alumia-cli"),
+                ("scope", "mcp:read billing:machine:charge"),
+            ]),
             "invalid_scope",
         ),
         (
@@ -267,8 +332,17 @@ async fn the_code_endpoint_has_a_per_ip_bucket_answering_429_in_the_envelope() {
     let (app, _) = owner_app(limits).await;
     start(&app, None, None).await;
     start(&app, None, None).await;
-    let res = post_form(&app, "/api/v1/auth/device/code", form(&[("client_id", "alumia-cli")])).await;
-    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let res = post_form(
+        &app,
+        "/api/v1/auth/device/code",
+        form(&[("client_id", "alumia-cli")]),
+    )
+    .await;
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((3500..=3600).contains(&retry), "{retry}");
     let (status, body) = read(res).await;
     assert_error(status, &body, 429, "TOO_MANY_REQUESTS", "rate_limited");
@@ -286,7 +360,11 @@ async fn the_token_endpoint_answers_each_rfc_error() {
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "another grant",
-            form(&[("grant_type", "authorization_code"), ("device_code", &device), ("client_id", "alumia-cli")]),
+            form(&[
+                ("grant_type", "authorization_code"),
+                ("device_code", &device),
+                ("client_id", "alumia-cli"),
+            ]),
             "unsupported_grant_type",
         ),
         (
@@ -296,7 +374,11 @@ async fn the_token_endpoint_answers_each_rfc_error() {
         ),
         (
             "another client",
-            form(&[("grant_type", GRANT), ("device_code", &device), ("client_id", "other")]),
+            form(&[
+                ("grant_type", GRANT),
+                ("device_code", &device),
+                ("client_id", "other"),
+            ]),
             "invalid_client",
         ),
         (
@@ -311,17 +393,29 @@ async fn the_token_endpoint_answers_each_rfc_error() {
         ),
         (
             "unknown device code",
-            form(&[("grant_type", GRANT), ("device_code", &unknown), ("client_id", "alumia-cli")]),
+            form(&[
+                ("grant_type", GRANT),
+                ("device_code", &unknown),
+                ("client_id", "alumia-cli"),
+            ]),
             "invalid_grant",
         ),
         (
             "malformed device code",
-            form(&[("grant_type", GRANT), ("device_code", "short"), ("client_id", "alumia-cli")]),
+            form(&[
+                ("grant_type", GRANT),
+                ("device_code", "short"),
+                ("client_id", "alumia-cli"),
+            ]),
             "invalid_grant",
         ),
         (
             "the user code instead",
-            form(&[("grant_type", GRANT), ("device_code", &user_code(&issued)), ("client_id", "alumia-cli")]),
+            form(&[
+                ("grant_type", GRANT),
+                ("device_code", &user_code(&issued)),
+                ("client_id", "alumia-cli"),
+            ]),
             "invalid_grant",
         ),
     ];
@@ -329,7 +423,10 @@ async fn the_token_endpoint_answers_each_rfc_error() {
         let (status, res) = read(post_form(&app, "/api/v1/auth/device/token", body).await).await;
         assert_eq!(res["error"], error, "{what}: {res}");
         assert_oauth(status, &res, error);
-        assert!(!res.to_string().contains(&device), "{what}: the code is not echoed");
+        assert!(
+            !res.to_string().contains(&device),
+            "{what}: the code is not echoed"
+        );
     }
     // Not decided yet, in JSON too.
     let res = app
@@ -361,7 +458,11 @@ async fn polling_too_soon_slows_down_and_the_interval_stays_grown() {
         app.clock.advance(Duration::seconds(wait));
         let (status, body) = poll(&app, &device).await;
         assert_oauth(status, &body, error);
-        assert_eq!(body["interval"].as_i64(), interval, "after {wait} s: {body}");
+        assert_eq!(
+            body["interval"].as_i64(),
+            interval,
+            "after {wait} s: {body}"
+        );
     }
     let stored = app
         .store
@@ -380,7 +481,11 @@ async fn a_code_expires_after_900_seconds() {
     app.clock.advance(Duration::seconds(900));
     let (status, body) = poll(&app, &device).await;
     assert_oauth(status, &body, "authorization_pending");
-    assert_eq!(lookup(&browser, &user_code(&issued)).await.0, 200, "still valid at 900 s");
+    assert_eq!(
+        lookup(&browser, &user_code(&issued)).await.0,
+        200,
+        "still valid at 900 s"
+    );
 
     app.clock.advance(Duration::seconds(1));
     let (status, body) = poll(&app, &device).await;
@@ -402,7 +507,10 @@ async fn a_code_expires_after_900_seconds() {
     app.clock.advance(Duration::seconds(901));
     let (status, body) = poll(&app, &device_code(&issued)).await;
     assert_oauth(status, &body, "expired_token");
-    assert!(device_keys(&browser).await.is_empty(), "no key from an expired code");
+    assert!(
+        device_keys(&browser).await.is_empty(),
+        "no key from an expired code"
+    );
 }
 
 #[tokio::test]
@@ -437,17 +545,28 @@ async fn an_approved_code_becomes_one_listed_revocable_key() {
         view["requestedScopes"],
         json!(["terminal", "models:read", "mcp:read", "mcp:write"])
     );
-    assert!(view["requestedAt"].as_str().unwrap().ends_with('Z'), "{view}");
+    assert!(
+        view["requestedAt"].as_str().unwrap().ends_with('Z'),
+        "{view}"
+    );
     assert!(view["expiresAt"].as_str().unwrap() > view["requestedAt"].as_str().unwrap());
 
     // Only mcp:read left ticked.
     let (status, body) = approve(&browser, &user_code(&issued), Some(vec!["mcp:read"])).await;
-    assert_eq!((status, &body["data"]), (200, &json!({"approved": true})), "{body}");
+    assert_eq!(
+        (status, &body["data"]),
+        (200, &json!({"approved": true})),
+        "{body}"
+    );
 
     let res = post_form(
         &app,
         "/api/v1/auth/device/token",
-        form(&[("grant_type", GRANT), ("device_code", &device), ("client_id", "alumia-cli")]),
+        form(&[
+            ("grant_type", GRANT),
+            ("device_code", &device),
+            ("client_id", "alumia-cli"),
+        ]),
     )
     .await;
     assert_eq!(res.headers()["cache-control"], "no-store");
@@ -476,7 +595,10 @@ async fn an_approved_code_becomes_one_listed_revocable_key() {
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert_eq!(keys[0]["name"], "Alumia CLI (ci-box)");
     assert_eq!(keys[0]["prefix"], &key[..12]);
-    assert_eq!(keys[0]["scopes"], json!(["terminal", "models:read", "mcp:read"]));
+    assert_eq!(
+        keys[0]["scopes"],
+        json!(["terminal", "models:read", "mcp:read"])
+    );
     let id = keys[0]["id"].as_str().unwrap();
     let (status, body) = read(browser.delete(&format!("/api/v1/api-keys/{id}")).await).await;
     assert_eq!(status, 200, "{body}");
@@ -500,10 +622,20 @@ async fn an_approved_code_becomes_one_listed_revocable_key() {
 #[tokio::test]
 async fn a_key_gets_only_the_scopes_requested_and_left_ticked() {
     let (app, browser) = owner_app(Limits::default()).await;
-    let cases: [(Option<&str>, Option<Vec<&str>>, &str); 4] = [
+    // (requested scope, ticked MCP scopes, granted)
+    type Case<'a> = (Option<&'a str>, Option<Vec<&'a str>>, &'a str);
+    let cases: [Case; 4] = [
         // Ticks cannot add what the CLI did not ask for.
-        (None, Some(vec!["mcp:read", "mcp:write"]), "terminal models:read"),
-        (Some("mcp:read mcp:write"), None, "terminal models:read mcp:read mcp:write"),
+        (
+            None,
+            Some(vec!["mcp:read", "mcp:write"]),
+            "terminal models:read",
+        ),
+        (
+            Some("mcp:read mcp:write"),
+            None,
+            "terminal models:read mcp:read mcp:write",
+        ),
         (Some("mcp:write"), Some(vec![]), "terminal models:read"),
         (
             Some("mcp:write mcp:read terminal"),
@@ -513,12 +645,23 @@ async fn a_key_gets_only_the_scopes_requested_and_left_ticked() {
     ];
     for (scope, grant, want) in cases {
         let token = login_device(&app, &browser, scope, grant.clone()).await;
-        assert_eq!(token["scope"], want, "requested {scope:?}, ticked {grant:?}");
+        assert_eq!(
+            token["scope"], want,
+            "requested {scope:?}, ticked {grant:?}"
+        );
     }
     let issued = start(&app, Some("mcp:read"), None).await;
-    let (status, body) = approve(&browser, &user_code(&issued), Some(vec!["mcp:read", "admin"])).await;
+    let (status, body) = approve(
+        &browser,
+        &user_code(&issued),
+        Some(vec!["mcp:read", "admin"]),
+    )
+    .await;
     assert_eq!(status, 422, "{body}");
-    assert!(body["error"]["details"]["fields"]["grantScopes.1"].is_string(), "{body}");
+    assert!(
+        body["error"]["details"]["fields"]["grantScopes.1"].is_string(),
+        "{body}"
+    );
     let (status, body) = poll(&app, &device_code(&issued)).await;
     assert_oauth(status, &body, "authorization_pending");
 }
@@ -552,7 +695,11 @@ async fn a_denied_code_gets_access_denied_and_cannot_be_decided_again() {
     let issued = start(&app, None, None).await;
     let code = user_code(&issued);
     let (status, body) = deny(&browser, &code).await;
-    assert_eq!((status, &body["data"]), (200, &json!({"denied": true})), "{body}");
+    assert_eq!(
+        (status, &body["data"]),
+        (200, &json!({"denied": true})),
+        "{body}"
+    );
     for _ in 0..2 {
         let (status, body) = poll(&app, &device_code(&issued)).await;
         assert_oauth(status, &body, "access_denied");
@@ -571,7 +718,11 @@ async fn a_denied_code_gets_access_denied_and_cannot_be_decided_again() {
     assert_eq!(approve(&browser, &user_code(&issued), None).await.0, 200);
     let (status, body) = deny(&browser, &user_code(&issued)).await;
     assert_error(status, &body, 409, "CONFLICT", "already_decided");
-    assert_eq!(poll(&app, &device_code(&issued)).await.0, 200, "the approval stands");
+    assert_eq!(
+        poll(&app, &device_code(&issued)).await.0,
+        200,
+        "the approval stands"
+    );
 }
 
 #[tokio::test]
@@ -583,7 +734,11 @@ async fn typed_codes_ignore_case_dashes_and_spaces_and_unknown_ones_are_404() {
     let (status, body) = lookup(&browser, &sloppy).await;
     assert_eq!(status, 200, "{sloppy}: {body}");
 
-    let unknown = if code.starts_with('B') { "CCCC-CCCC" } else { "BBBB-BBBB" };
+    let unknown = if code.starts_with('B') {
+        "CCCC-CCCC"
+    } else {
+        "BBBB-BBBB"
+    };
     for typed in [unknown, "hello", "WDJB-MJH"] {
         let (status, body) = lookup(&browser, typed).await;
         assert_error(status, &body, 404, "NOT_FOUND", "invalid_user_code");
@@ -592,7 +747,10 @@ async fn typed_codes_ignore_case_dashes_and_spaces_and_unknown_ones_are_404() {
     assert_error(status, &body, 404, "NOT_FOUND", "invalid_user_code");
     let (status, body) = read(browser.get("/api/v1/auth/device/lookup").await).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"]["details"]["fields"]["userCode"].is_string(), "{body}");
+    assert!(
+        body["error"]["details"]["fields"]["userCode"].is_string(),
+        "{body}"
+    );
 
     // Approving with the sloppy spelling works as well.
     let (status, body) = approve(&browser, &sloppy, None).await;
@@ -613,9 +771,16 @@ async fn approval_and_key_minting_share_the_key_mint_bucket() {
     // Both routes are now refused by the same bucket.
     let issued = start(&app, None, None).await;
     let res = browser
-        .post("/api/v1/auth/device/approve", json!({ "userCode": user_code(&issued) }))
+        .post(
+            "/api/v1/auth/device/approve",
+            json!({ "userCode": user_code(&issued) }),
+        )
         .await;
-    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((3500..=3600).contains(&retry), "{retry}");
     let (status, body) = read(res).await;
     assert_error(status, &body, 429, "TOO_MANY_REQUESTS", "rate_limited");
@@ -641,7 +806,11 @@ async fn failed_user_code_guesses_lock_the_user_and_ip_out() {
     for _ in 0..12 {
         assert_eq!(lookup(&browser, &code).await.0, 200);
     }
-    let wrong = if code.starts_with('B') { "CCCC-CCCC" } else { "BBBB-BBBB" };
+    let wrong = if code.starts_with('B') {
+        "CCCC-CCCC"
+    } else {
+        "BBBB-BBBB"
+    };
     for i in 0..5 {
         let (status, body) = if i % 2 == 0 {
             lookup(&browser, wrong).await
@@ -652,8 +821,18 @@ async fn failed_user_code_guesses_lock_the_user_and_ip_out() {
     }
     // Locked out: wrong and right codes alike get 429, so guessing teaches nothing.
     for (what, res) in [
-        ("wrong lookup", browser.get(&format!("/api/v1/auth/device/lookup?userCode={wrong}")).await),
-        ("right lookup", browser.get(&format!("/api/v1/auth/device/lookup?userCode={code}")).await),
+        (
+            "wrong lookup",
+            browser
+                .get(&format!("/api/v1/auth/device/lookup?userCode={wrong}"))
+                .await,
+        ),
+        (
+            "right lookup",
+            browser
+                .get(&format!("/api/v1/auth/device/lookup?userCode={code}"))
+                .await,
+        ),
         (
             "right approval",
             browser
@@ -661,11 +840,18 @@ async fn failed_user_code_guesses_lock_the_user_and_ip_out() {
                 .await,
         ),
     ] {
-        let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        let retry: u64 = res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!((1..=180).contains(&retry), "{what}: {retry}");
         let (status, body) = read(res).await;
         assert_error(status, &body, 429, "TOO_MANY_REQUESTS", "rate_limited");
-        assert_eq!(body["error"]["details"]["bucket"], "user-code-guess", "{what}");
+        assert_eq!(
+            body["error"]["details"]["bucket"], "user-code-guess",
+            "{what}"
+        );
     }
     let (status, body) = poll(&app, &device_code(&issued)).await;
     assert_oauth(status, &body, "authorization_pending");
@@ -691,13 +877,28 @@ async fn keys_are_refused_and_stale_sessions_step_up_before_approving() {
         req.send()
     };
     for (method, path, body) in [
-        (reqwest::Method::GET, format!("/api/v1/auth/device/lookup?userCode={code}"), None),
-        (reqwest::Method::POST, "/api/v1/auth/device/approve".to_string(), Some(json!({"userCode": code}))),
-        (reqwest::Method::POST, "/api/v1/auth/device/deny".to_string(), Some(json!({"userCode": code}))),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/auth/device/lookup?userCode={code}"),
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/auth/device/approve".to_string(),
+            Some(json!({"userCode": code})),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/auth/device/deny".to_string(),
+            Some(json!({"userCode": code})),
+        ),
     ] {
         let (status, res) = read(with_key(method, &path, body).await.unwrap()).await;
         assert_error(status, &res, 403, "FORBIDDEN", "browser_session_required");
-        assert!(res["error"]["details"].is_null(), "no step-up offer for keys: {res}");
+        assert!(
+            res["error"]["details"].is_null(),
+            "no step-up offer for keys: {res}"
+        );
     }
 
     // CSRF as for the other browser writes.
@@ -716,7 +917,10 @@ async fn keys_are_refused_and_stale_sessions_step_up_before_approving() {
     assert_eq!(lookup(&browser, &code).await.0, 200);
     let (status, body) = approve(&browser, &code, None).await;
     assert_error(status, &body, 403, "FORBIDDEN", "step_up_required");
-    assert_eq!(body["error"]["details"]["stepUpUrl"], "/api/v1/auth/step-up");
+    assert_eq!(
+        body["error"]["details"]["stepUpUrl"],
+        "/api/v1/auth/step-up"
+    );
     let (status, body) = poll(&app, &device_code(&issued)).await;
     assert_oauth(status, &body, "authorization_pending");
     assert_eq!(browser.step_up(TEST_PASSWORD).await.status(), 200);
@@ -766,20 +970,31 @@ async fn the_device_page_sends_strangers_to_login_and_shows_the_code_to_users() 
     );
     let res = stranger.get("/device").await;
     assert_eq!(res.headers()["location"], "/login?next=%2Fdevice");
-    let res = app
-        .http
+    let res = stranger
+        .client
         .get(app.at("/device?user_code=%22%3E%3Cx%3E"))
         .header("cookie", "alumia_session=not-a-session")
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 303, "a dead cookie is no session");
-    assert_eq!(res.headers()["location"], "/login?next=%2Fdevice%3Fuser_code%3DX");
+    assert_eq!(
+        res.headers()["location"],
+        "/login?next=%2Fdevice%3Fuser_code%3DX"
+    );
 
     let res = browser.get("/device?user_code=wdjb%20mjht").await;
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-    let csp = res.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     let html = res.text().await.unwrap();
     for needle in [
@@ -806,7 +1021,10 @@ async fn the_device_page_sends_strangers_to_login_and_shows_the_code_to_users() 
         .text()
         .await
         .unwrap();
-    assert!(!html.contains("alert("), "the query is never reflected as markup");
+    assert!(
+        !html.contains("alert("),
+        "the query is never reflected as markup"
+    );
     assert!(html.contains("value=\"SCRIPTALERT1SCRI\""));
 
     let js = browser.get("/assets/app.js").await.text().await.unwrap();
@@ -832,7 +1050,10 @@ mod pg {
     #[tokio::test]
     async fn device_login_works_on_postgres_and_racing_polls_mint_one_key() {
         let db = fresh_pg_database().await;
-        let app = TestApp::builder().db(TestDb::Url(db.url.clone())).spawn().await;
+        let app = TestApp::builder()
+            .db(TestDb::Url(db.url.clone()))
+            .spawn()
+            .await;
         let mut browser = app.browser();
         browser.setup("owner@example.com", "acme").await;
 
@@ -876,14 +1097,25 @@ mod redis {
     #[tokio::test]
     async fn user_code_guesses_are_counted_and_refunded_on_redis() {
         let prefix = RedisPrefix::new().await;
-        let app = TestApp::builder().redis(&redis_url(), &prefix.prefix).spawn().await;
+        let app = TestApp::builder()
+            .redis(&redis_url(), &prefix.prefix)
+            .spawn()
+            .await;
         let mut browser = app.browser();
         browser.setup("owner@example.com", "acme").await;
         let code = user_code(&start(&app, None, None).await);
         for _ in 0..10 {
-            assert_eq!(lookup(&browser, &code).await.0, 200, "real codes are refunded");
+            assert_eq!(
+                lookup(&browser, &code).await.0,
+                200,
+                "real codes are refunded"
+            );
         }
-        let wrong = if code.starts_with('B') { "CCCC-CCCC" } else { "BBBB-BBBB" };
+        let wrong = if code.starts_with('B') {
+            "CCCC-CCCC"
+        } else {
+            "BBBB-BBBB"
+        };
         for _ in 0..5 {
             assert_eq!(lookup(&browser, wrong).await.0, 404);
         }
@@ -901,11 +1133,20 @@ mod redis {
             .redis("redis://127.0.0.1:1", "alumia:t:down:")
             .spawn()
             .await;
-        let code = post_form(&app, "/api/v1/auth/device/code", form(&[("client_id", "alumia-cli")])).await;
+        let code = post_form(
+            &app,
+            "/api/v1/auth/device/code",
+            form(&[("client_id", "alumia-cli")]),
+        )
+        .await;
         let token = post_form(
             &app,
             "/api/v1/auth/device/token",
-            form(&[("grant_type", GRANT), ("device_code", &"A".repeat(43)), ("client_id", "alumia-cli")]),
+            form(&[
+                ("grant_type", GRANT),
+                ("device_code", &"A".repeat(43)),
+                ("client_id", "alumia-cli"),
+            ]),
         )
         .await;
         for res in [code, token] {
