@@ -107,6 +107,12 @@ async def stdio():
             keys = await session.call_tool("keys_list", {})
             check(not is_error(keys) and len(structured(keys)["items"]) >= 1, "keys_list lists the user's keys")
             check(all("key" not in k for k in structured(keys)["items"]), "no key secret is listed")
+            ran = await session.call_tool("alumia_exec", {"args": ["agents", "list", "--json"]})
+            out = structured(ran)
+            check(not is_error(ran) and out["exitCode"] == 0, "alumia_exec runs a CLI command")
+            check(any(a["slug"] == "stdio-agent" for a in json.loads(out["stdout"])["items"]), "its stdout is the command's")
+            refused = await session.call_tool("alumia_exec", {"args": ["serve"]})
+            check(is_error(refused), "alumia_exec refuses serve")
 
 
 async def main():

@@ -31,6 +31,9 @@ pub fn check(spec: &ToolSpec, args: &Map<String, Value>) -> Result<(), String> {
             Some("integer") => value.as_i64().is_some(),
             Some("boolean") => value.is_boolean(),
             Some("object") => value.is_object(),
+            Some("array") => value
+                .as_array()
+                .is_some_and(|items| items.iter().all(Value::is_string)),
             _ => true,
         };
         if !ok {
@@ -40,6 +43,7 @@ pub fn check(spec: &ToolSpec, args: &Map<String, Value>) -> Result<(), String> {
                     "integer" => "an integer",
                     "object" => "an object",
                     "boolean" => "a boolean",
+                    "array" => "an array of strings",
                     _ => "a string",
                 }
             ));

@@ -165,6 +165,14 @@ fn chat_stop() -> Value {
     json!({"sessionId": {"type": "string"}})
 }
 
+fn exec_args() -> Value {
+    json!({"args": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "One alumia command and its arguments, e.g. [\"agents\", \"list\", \"--json\"] (not serve, admin, mcp or login)",
+    }})
+}
+
 fn key_id() -> Value {
     json!({"id": {"type": "string", "description": "The key id"}})
 }
@@ -342,6 +350,16 @@ pub fn tools() -> &'static [ToolSpec] {
             surface: StdioOnly,
             properties: || page(),
             required: &[],
+            open_world: false,
+        },
+        ToolSpec {
+            name: "alumia_exec",
+            description: "Run one alumia CLI command (no shell) and return its exit code, stdout and stderr.",
+            class: Write,
+            route_scope: None,
+            surface: StdioOnly,
+            properties: exec_args,
+            required: &["args"],
             open_world: false,
         },
     ];

@@ -75,6 +75,16 @@ pub trait Rest: Send + Sync + 'static {
     ) -> Result<RestReply, String>;
 }
 
+/// Runs one CLI command for `alumia_exec` (stdio only).
+#[async_trait]
+pub trait Exec: Send + Sync + 'static {
+    /// `{exitCode, stdout, stderr}`, or why it could not run.
+    async fn exec(&self, args: Vec<String>) -> Result<Value, String>;
+}
+
+/// Commands `alumia_exec` refuses (spec 04 §4).
+const EXEC_REFUSED: &[&str] = &["serve", "admin", "mcp", "login"];
+
 /// Which transport serves the catalogue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -89,6 +99,7 @@ pub struct AlumiaMcp {
     rest: Arc<dyn Rest>,
     transport: Transport,
     fixed_caller: Option<Caller>,
+    exec: Option<Arc<dyn Exec>>,
 }
 
 impl AlumiaMcp {
@@ -97,14 +108,16 @@ impl AlumiaMcp {
             rest,
             transport: Transport::Hosted,
             fixed_caller: None,
+            exec: None,
         }
     }
 
-    pub fn stdio(rest: Arc<dyn Rest>) -> Self {
+    pub fn stdio(rest: Arc<dyn Rest>, exec: Arc<dyn Exec>) -> Self {
         AlumiaMcp {
             rest,
             transport: Transport::Stdio,
             fixed_caller: Some(Caller::default()),
+            exec: Some(exec),
         }
     }
 
@@ -169,6 +182,9 @@ impl AlumiaMcp {
         if spec.name == "chat_send" {
             return chat::send(self.rest.as_ref(), caller, &args).await;
         }
+        if spec.name == "alumia_exec" {
+            return self.exec(&args).await;
+        }
         let Some((method, path, body)) = route(spec.name, &args) else {
             return tool_error(
                 format!("{} is not available", spec.name),
@@ -181,6 +197,43 @@ impl AlumiaMcp {
                 rest_result(status, reply.json().await)
             }
             Err(e) => unreachable_api(&e),
+        }
+    }
+}
+
+impl AlumiaMcp {
+    async fn exec(&self, args: &Map<String, Value>) -> CallToolResult {
+        let argv: Vec<String> = args
+            .get("args")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let refused = |why: String| {
+            tool_error(
+                why.clone(),
+                json!({"error": {"code": "VALIDATION_ERROR", "reason": "command_not_allowed", "message": why}}),
+            )
+        };
+        let Some(command) = argv.first() else {
+            return refused("args must name a command".into());
+        };
+        if EXEC_REFUSED.contains(&command.as_str()) || command.starts_with('-') {
+            return refused(format!("`{command}` cannot run through alumia_exec"));
+        }
+        let Some(exec) = &self.exec else {
+            return refused("alumia_exec is not available here".into());
+        };
+        match exec.exec(argv).await {
+            Ok(out) => tool_ok(out),
+            Err(e) => tool_error(
+                format!("the command could not run: {e}"),
+                json!({"error": {"code": "INTERNAL_ERROR", "message": e}}),
+            ),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use alumia_client::{Client, ClientError};
-use alumia_mcp::{AlumiaMcp, Caller, Rest, RestReply};
+use alumia_mcp::{AlumiaMcp, Caller, Exec, Rest, RestReply};
 use alumia_types::dto::ChatRequest;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -116,8 +116,42 @@ impl Rest for ClientRest {
     }
 }
 
+/// `alumia_exec`: this binary as a child process (no shell), with the same
+/// environment and server URL, so it uses the same credential; stdin is closed.
+struct ChildExec {
+    url: String,
+}
+
+/// A command that runs longer is killed.
+const EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+#[async_trait]
+impl Exec for ChildExec {
+    async fn exec(&self, args: Vec<String>) -> Result<Value, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let child = tokio::process::Command::new(exe)
+            .args(&args)
+            .env("ALUMIA_URL", &self.url)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(EXEC_TIMEOUT, child)
+            .await
+            .map_err(|_| format!("timed out after {} s", EXEC_TIMEOUT.as_secs()))?
+            .map_err(|e| e.to_string())?;
+        Ok(serde_json::json!({
+            "exitCode": out.status.code().unwrap_or(1),
+            "stdout": String::from_utf8_lossy(&out.stdout),
+            "stderr": String::from_utf8_lossy(&out.stderr),
+        }))
+    }
+}
+
 pub async fn run(client: Client) -> ExitCode {
-    let handler = AlumiaMcp::stdio(Arc::new(ClientRest { client }));
+    let exec = ChildExec {
+        url: client.base_url().to_string(),
+    };
+    let handler = AlumiaMcp::stdio(Arc::new(ClientRest { client }), Arc::new(exec));
     let running = match handler.serve(rmcp::transport::stdio()).await {
         Ok(running) => running,
         Err(e) => {
