@@ -113,6 +113,8 @@ async def stdio():
             check(any(a["slug"] == "stdio-agent" for a in json.loads(out["stdout"])["items"]), "its stdout is the command's")
             refused = await session.call_tool("alumia_exec", {"args": ["serve"]})
             check(is_error(refused), "alumia_exec refuses serve")
+            leak = await session.call_tool("alumia_exec", {"args": ["whoami", "--url", "http://127.0.0.1:9"]})
+            check(is_error(leak), "alumia_exec refuses --url (the stored key stays with this server)")
 
 
 async def main():

@@ -58,6 +58,14 @@ pub fn check(spec: &ToolSpec, args: &Map<String, Value>) -> Result<(), String> {
         {
             return Err(format!("`{name}` must be at most {max}"));
         }
+        // Ids become path segments: `.` and `..` would be resolved as steps.
+        if matches!(name.as_str(), "id" | "sessionId")
+            && value
+                .as_str()
+                .is_some_and(|v| v.is_empty() || v == "." || v == "..")
+        {
+            return Err(format!("`{name}` is not a valid id"));
+        }
         if let Some(allowed) = prop["enum"].as_array()
             && !allowed.contains(value)
         {
@@ -151,6 +159,11 @@ mod tests {
         let msgs = find("session_messages").unwrap();
         assert!(check(msgs, &obj(json!({"id": "s", "order": "sideways"}))).is_err());
         assert!(check(msgs, &obj(json!({"id": "s", "order": "desc", "limit": 5}))).is_ok());
+        for bad in ["", ".", ".."] {
+            assert!(check(msgs, &obj(json!({"id": bad}))).is_err(), "{bad:?}");
+        }
+        let stop = find("chat_stop").unwrap();
+        assert!(check(stop, &obj(json!({"sessionId": ".."}))).is_err());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, InternalCause};
 use crate::limiter::{charge, rate_limit_headers};
 use crate::middleware::X_ALUMIA_ORG;
 use crate::state::AppState;
@@ -68,6 +68,9 @@ impl Rest for InProcessRest {
         if let Some(org) = &caller.org {
             req = req.header(&X_ALUMIA_ORG, org);
         }
+        if let Some(ua) = &caller.user_agent {
+            req = req.header(header::USER_AGENT, ua);
+        }
         let body = match body {
             Some(v) => {
                 req = req.header(header::CONTENT_TYPE, "application/json");
@@ -76,8 +79,15 @@ impl Rest for InProcessRest {
             None => Body::empty(),
         };
         let mut req = req.body(body).map_err(|e| e.to_string())?;
+        // The client's address and the request id, as the handlers expect.
+        *req.extensions_mut() = caller.extensions.clone();
         req.extensions_mut().insert(InProcess);
-        let Ok(response) = self.router.clone().oneshot(req).await;
+        let Ok(mut response) = self.router.clone().oneshot(req).await;
+        // `request_context` logs internal causes for outer requests; these
+        // bypass it, so log here (the tool result carries only the envelope).
+        if let Some(InternalCause(cause)) = response.extensions_mut().remove::<InternalCause>() {
+            tracing::error!(path, status = response.status().as_u16(), cause = %cause, "MCP tool call failed");
+        }
         let header = |name: &str| {
             response
                 .headers()
@@ -138,7 +148,15 @@ impl McpEndpoint {
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return response;
         }
-        if !host_allowed(&self.state, req.headers().get(header::HOST)) {
+        // HTTP/2 carries the host in `:authority`, not `Host`.
+        let authority = req.uri().authority().map(|a| a.as_str().to_string());
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or(authority);
+        if !host_allowed(&self.state, host.as_deref()) {
             return forbidden("host_not_allowed", "this Host is not served here");
         }
         if let Some(origin) = req.headers().get(header::ORIGIN)
@@ -219,10 +237,18 @@ impl McpEndpoint {
         req = Request::from_parts(parts, Body::from(bytes));
         // A client-sent session id never means anything here.
         req.headers_mut().remove("mcp-session-id");
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let extensions = req.extensions().clone();
         req.extensions_mut().insert(Caller {
             scopes: Some(principal.scopes.iter().map(|s| s.to_string()).collect()),
             authorization,
             org,
+            extensions,
+            user_agent,
         });
         let Ok(response) = self.rmcp.clone().oneshot(req).await;
         let mut response = response.map(Body::new);
@@ -283,8 +309,8 @@ fn authority(url: &str) -> &str {
 }
 
 /// Spec 04 §1: the public host or the listen address (DNS rebinding).
-fn host_allowed(state: &AppState, host: Option<&HeaderValue>) -> bool {
-    let Some(host) = host.and_then(|h| h.to_str().ok()) else {
+fn host_allowed(state: &AppState, host: Option<&str>) -> bool {
+    let Some(host) = host else {
         return false;
     };
     let host = host.to_ascii_lowercase();

@@ -155,6 +155,26 @@ async fn guards_answer_in_the_envelope() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["reason"], "host_not_allowed");
+
+    // One request, one token of the key's api-key bucket: tools/call's
+    // in-process REST call takes none.
+    let remaining = |res: &reqwest::Response| -> i64 {
+        let v = res.headers()["ratelimit"].to_str().unwrap().to_string();
+        v.split(";r=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
+    let first = rpc_raw(&app, Some(&key), call.to_string()).await;
+    let second = rpc_raw(&app, Some(&key), call.to_string()).await;
+    assert_eq!(remaining(&first) - remaining(&second), 1);
 
     let big = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"whoami","arguments":{{"pad":"{}"}}}}}}"#,
