@@ -113,7 +113,13 @@ pub fn save(path: &Path, credentials: &Credentials) -> CliResult<()> {
     create_private_dir(dir).map_err(|e| fail(&format!("create {}", dir.display()), e))?;
     let text = serde_json::to_string_pretty(credentials)
         .map_err(|e| CliError::Failed(format!("cannot encode the credentials: {e}")))?;
-    let tmp = dir.join(format!(".credentials.json.{}", std::process::id()));
+    // A fresh random name, created exclusively: a planted file or symlink
+    // under a predictable name can never be written through.
+    let tmp = dir.join(format!(
+        ".credentials.json.{}.{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     write_private(&tmp, format!("{text}\n").as_bytes())
         .map_err(|e| fail(&format!("write {}", tmp.display()), e))?;
     std::fs::rename(&tmp, path).map_err(|e| {
@@ -159,11 +165,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)?;
-    // A leftover file keeps its old mode through `open`.
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     file.write_all(bytes)?;
     file.sync_all()
