@@ -162,8 +162,12 @@ impl Client {
 
     /// `DELETE /api/v1/api-keys/:id`.
     pub async fn keys_revoke(&self, id: &str) -> Result<Reply<RevokedKeyView>> {
-        self.call(Method::DELETE, self.endpoint(&["api-keys", id]), None)
-            .await
+        self.call(
+            Method::DELETE,
+            self.endpoint(&["api-keys", path_id(id)?]),
+            None,
+        )
+        .await
     }
 
     // --- catalogue, agents, sessions ------------------------------------------
@@ -196,8 +200,12 @@ impl Client {
 
     /// `GET /api/v1/agents/:id` (uuid or slug).
     pub async fn agents_get(&self, id_or_slug: &str) -> Result<Reply<AgentView>> {
-        self.call(Method::GET, self.endpoint(&["agents", id_or_slug]), None)
-            .await
+        self.call(
+            Method::GET,
+            self.endpoint(&["agents", path_id(id_or_slug)?]),
+            None,
+        )
+        .await
     }
 
     /// `POST /api/v1/agents`.
@@ -270,7 +278,7 @@ impl Client {
     pub async fn chat_stop(&self, session_id: &str) -> Result<Reply<StopView>> {
         self.call(
             Method::POST,
-            self.endpoint(&["chat", session_id, "stop"]),
+            self.endpoint(&["chat", path_id(session_id)?, "stop"]),
             None,
         )
         .await
@@ -483,8 +491,30 @@ fn query(url: &mut Url, pairs: &[(&str, Option<&str>)]) {
     }
 }
 
+/// An id or slug as one path segment: `.` and `..` would be dropped or
+/// resolved by the URL parser (`agents get ..` would list the agents).
+fn path_id(id: &str) -> Result<&str> {
+    if id.is_empty() || id == "." || id == ".." {
+        return Err(ClientError::InvalidInput(format!(
+            "{id:?} is not a valid id"
+        )));
+    }
+    Ok(id)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dot_ids_are_refused() {
+        for bad in ["", ".", ".."] {
+            assert!(matches!(
+                super::path_id(bad),
+                Err(ClientError::InvalidInput(_))
+            ));
+        }
+        assert_eq!(super::path_id("ala").unwrap(), "ala");
+    }
+
     use super::*;
 
     #[test]
