@@ -429,6 +429,10 @@ try {
     await dp.goto(`${mainBase}/${ORG_SLUG}/developers`);
     await dp.locator('#keys-body th', { hasText: 'Alumia CLI (ci runner)' }).waitFor()
       .catch(() => fail('the developers page does not list "Alumia CLI (ci runner)"'));
+    const badge = dp.locator('#keys-body th', { hasText: 'Alumia CLI (ci runner)' }).locator('.badge');
+    check((await badge.textContent()) === 'terminal', 'the device key is not marked as a terminal key');
+    check(await dp.locator('#keys-body th', { hasText: 'laptop' }).locator('.badge').count() === 0,
+      'a dashboard key is marked as a terminal key');
 
     // The device key revokes itself (any principal of its user may), leaving "laptop" alone.
     const me = await fetch(`${mainBase}/api/v1/me`, { headers: { Authorization: `Bearer ${token.body.access_token}` } }).then((x) => x.json());

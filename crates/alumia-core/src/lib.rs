@@ -16,6 +16,7 @@ pub mod limits;
 pub mod model;
 pub mod password;
 pub mod principal;
+pub mod projects;
 pub mod scope;
 pub mod sessions;
 pub mod store;

@@ -325,6 +325,7 @@ pub struct Participant {
 #[derive(Debug, Clone, Default)]
 pub struct SessionFilter {
     pub agent_id: Option<Uuid>,
+    pub project_id: Option<Uuid>,
     pub status: Option<String>,
     /// Archived sessions are listed only when asked for by status.
     pub include_archived: bool,

@@ -9,6 +9,7 @@ use crate::agents::Agents;
 use crate::error::{DomainError, DomainResult};
 use crate::model::{ChatSession, Participant, SessionFilter};
 use crate::principal::Principal;
+use crate::projects::Projects;
 use crate::store::{PageRequest, Store};
 use crate::{new_id, validate};
 
@@ -87,10 +88,17 @@ impl Sessions<'_> {
         agents: &Agents<'_>,
     ) -> DomainResult<(ChatSession, Vec<Participant>)> {
         self.check(&input)?;
-        if input.project_id.is_some() {
-            // Projects arrive with their own issue; until then none can match.
-            return Err(DomainError::invalid_reference("projectId"));
-        }
+        let project = match input.project_id.as_deref() {
+            Some(raw) => Some(
+                Projects {
+                    store: self.store,
+                    now: self.now,
+                }
+                .reference(p, raw)
+                .await?,
+            ),
+            None => None,
+        };
         let agent = match input.agent_id.as_deref() {
             Some(raw) => Some(agents.get(p, raw).await.map_err(|e| match e {
                 DomainError::NotFound => DomainError::invalid_reference("agentId"),
@@ -98,15 +106,17 @@ impl Sessions<'_> {
             })?),
             None => None,
         };
-        let workspace_id = match agent.as_ref().and_then(|a| a.workspace_id) {
-            Some(ws) => ws,
-            None => crate::access::active_or_default_workspace(self.store, p).await?,
+        // A project's session lives in the project's workspace.
+        let workspace_id = match (&project, agent.as_ref().and_then(|a| a.workspace_id)) {
+            (Some(project), _) => project.workspace_id,
+            (None, Some(ws)) => ws,
+            (None, None) => crate::access::active_or_default_workspace(self.store, p).await?,
         };
         let session = ChatSession {
             id: new_id(),
             org_id: p.org.org_id(),
             workspace_id,
-            project_id: None,
+            project_id: project.as_ref().map(|pr| pr.id),
             agent_id: agent.as_ref().map(|a| a.id),
             user_id: p.user_id,
             label: input.label.unwrap_or_else(|| "New chat".into()),

@@ -26,7 +26,12 @@ pub struct PageRequest {
 
 #[async_trait]
 pub trait Store:
-    crate::chat_store::ChatStore + crate::device::DeviceStore + Send + Sync + 'static
+    crate::chat_store::ChatStore
+    + crate::device::DeviceStore
+    + crate::projects::ProjectStore
+    + Send
+    + Sync
+    + 'static
 {
     /// `"sqlite"` or `"postgres"`, for the start-up line and `/api/v1/meta`.
     fn kind(&self) -> &'static str;

@@ -34,8 +34,10 @@ use crate::store::{PageRequest, Store, StoreResult};
 
 mod chat;
 mod device;
+mod projects;
 pub use chat::*;
 pub use device::*;
+pub use projects::*;
 
 /// One contract test, as a plain function pointer the backends' harnesses call.
 pub type ContractTest = for<'a> fn(&'a dyn Store) -> ContractFuture<'a>;
@@ -93,6 +95,9 @@ macro_rules! store_contract_tests {
             device_concurrent_decisions_admit_one,
             device_exchange_mints_one_key_in_the_same_transaction,
             device_concurrent_exchanges_mint_exactly_one_key,
+            projects_create_with_folder_and_resolve_by_id_or_slug,
+            projects_list_visible_filtered_and_paged,
+            projects_update_and_delete_cascade_to_folder_and_sessions,
             tenant_isolation,
         );
     };

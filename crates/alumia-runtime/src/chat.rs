@@ -287,9 +287,23 @@ impl Runtime {
             },
             (None, None) => None,
         };
-        if input.project_id.is_some() {
-            // Projects arrive with their own issue; until then none can match.
-            return Err(DomainError::invalid_reference("projectId"));
+        // `projectId` names a visible project of the org (else 422
+        // invalid_reference); a new session is created in it.
+        if let Some(raw) = input.project_id.as_deref() {
+            let project = alumia_core::projects::Projects {
+                store: self.store.as_ref(),
+                now,
+            }
+            .reference(p, raw)
+            .await?;
+            if let Some(s) = &session
+                && s.project_id != Some(project.id)
+            {
+                return Err(DomainError::invalid(
+                    "projectId",
+                    "the session does not belong to this project",
+                ));
+            }
         }
 
         let agent = match (&input.agent_id, &session) {
@@ -348,6 +362,7 @@ impl Runtime {
             None => {
                 let input = SessionInput {
                     agent_id: Some(agent.id.to_string()),
+                    project_id: input.project_id.clone(),
                     ..SessionInput::default()
                 };
                 let (session, participants) =

@@ -306,6 +306,7 @@ async fn peer_session(ctx: &ToolCtx, target: &Agent) -> Result<ChatSession, Tool
     let store = ctx.rt.store.as_ref();
     let filter = SessionFilter {
         agent_id: Some(target.id),
+        project_id: None,
         status: None,
         include_archived: false,
     };
@@ -368,6 +369,7 @@ async fn deliver(ctx: &ToolCtx, target: &Agent, text: &str) -> Result<Uuid, Tool
     let store = ctx.rt.store.as_ref();
     let awaiting = SessionFilter {
         agent_id: Some(target.id),
+        project_id: None,
         status: Some("awaiting_peer".into()),
         include_archived: false,
     };

@@ -406,6 +406,19 @@ async fn run_loop(
     if !ctx.agent.system_prompt.is_empty() {
         system.push(ctx.agent.system_prompt.clone());
     }
+    // The project's prompt applies to every turn in its sessions (spec 06 §1).
+    if let Some(project) = ctx.session.project_id
+        && let Ok(Some(project)) = rt
+            .store
+            .get_project(
+                &ctx.principal.org,
+                &alumia_core::projects::ProjectRef::Id(project),
+            )
+            .await
+        && !project.prompt.is_empty()
+    {
+        system.push(project.prompt);
+    }
     system.extend(
         history
             .iter()

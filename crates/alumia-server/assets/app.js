@@ -460,7 +460,10 @@
     const keyRow = (key) => {
       const revoke = el('button', { type: 'button', class: 'danger small', text: 'Revoke', 'aria-label': `Revoke key ${key.name}` });
       const row = el('tr', {},
-        el('th', { scope: 'row', text: key.name }),
+        el('th', { scope: 'row' }, key.name,
+          ...(key.createdVia === 'device'
+            ? [' ', el('span', { class: 'badge', title: 'Signed in from a terminal with alumia login --device', text: 'terminal' })]
+            : [])),
         el('td', {}, el('code', { text: `${key.prefix}…` })),
         el('td', { text: key.scopes?.length ? key.scopes.join(', ') : '—' }),
         dateCell(key.createdAt),

@@ -80,6 +80,16 @@ pub fn authed_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             "/api/v1/sessions/{id}/messages",
             get(messages::list).post(messages::create),
         ),
+        (
+            "/api/v1/projects",
+            get(projects::list).post(projects::create),
+        ),
+        (
+            "/api/v1/projects/{id}",
+            get(projects::get)
+                .patch(projects::update)
+                .delete(projects::delete),
+        ),
         ("/api/v1/chat", post(chat::chat)),
         ("/api/v1/chat/{sessionId}/stop", post(chat::stop)),
         ("/api/v1/chat/{sessionId}/resume", post(chat::resume)),

@@ -5,6 +5,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use crate::ConnectOptions;
 use crate::sql_chat::impl_chat_store;
 use crate::sql_device::impl_device_store;
+use crate::sql_project::impl_project_store;
 use crate::sql_store::{EngineDb, impl_sql_store};
 use crate::write_lane::{BoxFuture, Finish, Priority};
 
@@ -80,3 +81,4 @@ impl PgStore {
 impl_sql_store!(PgStore);
 impl_chat_store!(PgStore);
 impl_device_store!(PgStore);
+impl_project_store!(PgStore);

@@ -844,11 +844,11 @@ macro_rules! impl_sql_store {
                 filter: &SessionFilter,
                 page: PageRequest,
             ) -> StoreResult<Vec<ChatSession>> {
-                // Workspace ids are bound as parameters $8.. (never spliced in).
+                // Workspace ids are bound as parameters $9.. (never spliced in).
                 let reach = match workspaces {
                     None => String::new(),
                     Some(ids) => {
-                        let params: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 8)).collect();
+                        let params: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 9)).collect();
                         let list = if params.is_empty() { "NULL".to_string() } else { params.join(", ") };
                         format!(" AND workspace_id IN ({list})")
                     }
@@ -858,7 +858,8 @@ macro_rules! impl_sql_store {
                        AND ($2 IS NULL OR updated_at < $2 OR (updated_at = $2 AND id < $3)) \
                        AND ($5 IS NULL OR agent_id = $5) \
                        AND ($6 IS NULL OR status = $6) \
-                       AND ($7 OR status <> 'archived'){reach} \
+                       AND ($7 OR status <> 'archived') \
+                       AND ($8 IS NULL OR project_id = $8){reach} \
                      ORDER BY updated_at DESC, id DESC LIMIT $4"
                 );
                 let mut query = sqlx::query_as::<_, ChatSessionRow>(sqlx::AssertSqlSafe(sql))
@@ -868,7 +869,8 @@ macro_rules! impl_sql_store {
                     .bind(i64::from(page.limit))
                     .bind(filter.agent_id.map(|u| u.to_string()))
                     .bind(filter.status.clone())
-                    .bind(filter.include_archived);
+                    .bind(filter.include_archived)
+                    .bind(filter.project_id.map(|u| u.to_string()));
                 for id in workspaces.unwrap_or_default() {
                     query = query.bind(id.to_string());
                 }

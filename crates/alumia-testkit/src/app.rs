@@ -50,6 +50,8 @@ pub struct TestApp {
     pub runtime: Arc<Runtime>,
     /// A client without cookies, for API-key calls.
     pub http: reqwest::Client,
+    /// The database URL the server runs on (for fixtures the API cannot make).
+    pub db_url: String,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<std::io::Result<()>>>,
     _dir: Option<TempDirGuard>,
@@ -207,6 +209,7 @@ impl TestAppBuilder {
             secret,
             runtime,
             http: reqwest::Client::new(),
+            db_url: url,
             shutdown,
             handle: Some(handle),
             _dir: dir,
@@ -249,6 +252,92 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    /// Adds a (non-default) workspace to `org` with `members`, straight in
+    /// the database: the API has no route that creates workspaces yet.
+    pub async fn add_workspace(
+        &self,
+        org: uuid::Uuid,
+        name: &str,
+        members: &[uuid::Uuid],
+    ) -> uuid::Uuid {
+        let id = uuid::Uuid::now_v7();
+        let at = alumia_core::clock::to_millis(self.clock.now());
+        let slug = format!("{}-{}", name.to_lowercase().replace(' ', "-"), id.simple());
+        let mut statements = vec![(
+            "INSERT INTO workspaces (id, org_id, name, slug, description, is_default, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, '', FALSE, $5, $5)",
+            vec![id.to_string(), org.to_string(), name.to_string(), slug],
+        )];
+        for m in members {
+            statements.push((
+                "INSERT INTO workspace_members (workspace_id, org_id, user_id, added_at) VALUES ($1, $2, $3, $4)",
+                vec![id.to_string(), org.to_string(), m.to_string()],
+            ));
+        }
+        macro_rules! run {
+            ($pool:expr) => {{
+                let pool = $pool;
+                for (sql, binds) in statements {
+                    let mut q = sqlx::query(sql);
+                    for b in binds {
+                        q = q.bind(b);
+                    }
+                    q.bind(at)
+                        .execute(&pool)
+                        .await
+                        .expect("insert a workspace fixture");
+                }
+                pool.close().await;
+            }};
+        }
+        if self.db_url.starts_with("sqlite:") {
+            run!(
+                sqlx::SqlitePool::connect(&self.db_url)
+                    .await
+                    .expect("open the test SQLite file")
+            );
+        } else {
+            run!(
+                sqlx::PgPool::connect(&self.db_url)
+                    .await
+                    .expect("open the test database")
+            );
+        }
+        id
+    }
+
+    /// `(system_kind, is_protected, deleted)` of the project's folder rows,
+    /// read straight from the database: there is no files API yet.
+    pub async fn project_folders(&self, project: uuid::Uuid) -> Vec<(Option<String>, bool, bool)> {
+        let sql = "SELECT system_kind, is_protected, deleted_at IS NOT NULL FROM files \
+                   WHERE project_id = $1 AND kind = 'folder' ORDER BY created_at, id";
+        macro_rules! run {
+            ($pool:expr) => {{
+                let pool = $pool;
+                let rows: Vec<(Option<String>, bool, bool)> = sqlx::query_as(sql)
+                    .bind(project.to_string())
+                    .fetch_all(&pool)
+                    .await
+                    .expect("read project folders");
+                pool.close().await;
+                rows
+            }};
+        }
+        if self.db_url.starts_with("sqlite:") {
+            run!(
+                sqlx::SqlitePool::connect(&self.db_url)
+                    .await
+                    .expect("open the test SQLite file")
+            )
+        } else {
+            run!(
+                sqlx::PgPool::connect(&self.db_url)
+                    .await
+                    .expect("open the test database")
+            )
+        }
     }
 
     /// A new browser (cookie jar) pointed at this app.

@@ -364,3 +364,74 @@ pub struct ResumeRequest {
     pub agent_id: Option<String>,
     pub model: Option<String>,
 }
+
+/// Create and (partial) update of a project: absent or null leaves a field alone.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub slug: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub emoji: Option<String>,
+    #[serde(default)]
+    pub visibility: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub shared_workspace_ids: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectWorkspaceView {
+    pub id: String,
+    pub name: String,
+    pub is_primary: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectSpendView {
+    pub credits_microcredits: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+}
+
+/// A project (spec 06 §1). `workspaces` and `spend` only on `GET /projects/:id`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectView {
+    pub id: String,
+    pub org_id: String,
+    pub workspace_id: String,
+    pub shared_workspace_ids: Vec<String>,
+    pub user_id: String,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub prompt: String,
+    pub emoji: String,
+    pub visibility: String,
+    pub status: String,
+    pub tags: Vec<String>,
+    pub metadata: Value,
+    pub share_enabled: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspaces: Option<Vec<ProjectWorkspaceView>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend: Option<ProjectSpendView>,
+}

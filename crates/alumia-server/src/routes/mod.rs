@@ -15,6 +15,7 @@ pub mod meta;
 pub mod models;
 pub mod orgs;
 pub mod pages;
+pub mod projects;
 pub mod sessions;
 pub mod setup;
 pub mod workspaces;

@@ -124,9 +124,6 @@ pub async fn list(
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<SessionQuery>,
 ) -> ApiResult<Response> {
-    if q.project_id.is_some() {
-        return Err(DomainError::invalid_reference("projectId").into());
-    }
     if let Some(status) = &q.status
         && !STATUSES.contains(&status.as_str())
     {
@@ -136,12 +133,20 @@ pub async fn list(
         Some(raw) => Some(super::agents::service(&state).get(&p, raw).await?.id),
         None => None,
     };
+    let project_id = match q.project_id.as_deref() {
+        Some(raw) => Some(super::projects::service(&state).get(&p, raw).await?.id),
+        None => None,
+    };
     let filter = SessionFilter {
         agent_id,
+        project_id,
         include_archived: q.status.as_deref() == Some("archived"),
         status: q.status.clone(),
     };
-    let key = format!("{:?}:{:?}", filter.agent_id, filter.status);
+    let key = format!(
+        "{:?}:{:?}:{:?}",
+        filter.agent_id, filter.status, filter.project_id
+    );
     list_page(&state, &p, filter, &q.page, &key).await
 }
 

@@ -16,6 +16,7 @@ mod openapi;
 mod pages;
 mod peers;
 mod pg;
+mod projects;
 mod rate_limits;
 mod redis;
 mod scopes;

@@ -1,0 +1,199 @@
+//! `/api/v1/projects`: list, create, read, update, soft delete (spec 06 §1).
+
+use alumia_core::DomainError;
+use alumia_core::clock::{format_ts, to_millis};
+use alumia_core::model::Role;
+use alumia_core::projects::{
+    Project, ProjectFilter, ProjectInput, ProjectSpend, Projects, STATUSES,
+};
+use alumia_types::dto::{ProjectRequest, ProjectSpendView, ProjectView, ProjectWorkspaceView};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::error::ApiResult;
+use crate::extract::{ApiJson, ApiJsonRaw, ApiQuery, Auth};
+use crate::idempotency::{self, IdempotencyKey};
+use crate::routes::{ListQuery, finish_page};
+use crate::state::AppState;
+use crate::views::{self, ok};
+
+pub(crate) fn service(state: &AppState) -> Projects<'_> {
+    Projects {
+        store: state.store.as_ref(),
+        now: state.clock.now(),
+    }
+}
+
+fn view(p: &Project) -> ProjectView {
+    ProjectView {
+        id: p.id.to_string(),
+        org_id: p.org_id.to_string(),
+        workspace_id: p.workspace_id.to_string(),
+        shared_workspace_ids: p
+            .shared_workspace_ids
+            .iter()
+            .map(|w| w.to_string())
+            .collect(),
+        user_id: p.user_id.to_string(),
+        name: p.name.clone(),
+        slug: p.slug.clone(),
+        description: p.description.clone(),
+        prompt: p.prompt.clone(),
+        emoji: p.emoji.clone(),
+        visibility: p.visibility.clone(),
+        status: p.status.clone(),
+        tags: p.tags.clone(),
+        metadata: p.metadata.clone(),
+        share_enabled: p.share_enabled,
+        created_at: format_ts(p.created_at),
+        updated_at: format_ts(p.updated_at),
+        workspaces: None,
+        spend: None,
+    }
+}
+
+fn spend_view(s: ProjectSpend) -> ProjectSpendView {
+    ProjectSpendView {
+        credits_microcredits: s.credits_microcredits,
+        input_tokens: s.input_tokens,
+        output_tokens: s.output_tokens,
+    }
+}
+
+fn input(req: ProjectRequest) -> ProjectInput {
+    ProjectInput {
+        name: req.name,
+        slug: req.slug,
+        description: req.description,
+        prompt: req.prompt,
+        emoji: req.emoji,
+        visibility: req.visibility,
+        status: req.status,
+        tags: req.tags,
+        metadata: req.metadata,
+        workspace_id: req.workspace_id,
+        shared_workspace_ids: req.shared_workspace_ids,
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectQuery {
+    #[serde(flatten)]
+    pub page: ListQuery,
+    pub workspace_id: Option<String>,
+    pub status: Option<String>,
+    pub q: Option<String>,
+    pub tag: Option<String>,
+}
+
+/// `GET /api/v1/projects`: visible projects, `updatedAt` desc.
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
+) -> ApiResult<Response> {
+    if let Some(status) = &q.status
+        && !STATUSES.contains(&status.as_str())
+    {
+        return Err(DomainError::invalid("status", "must be active or archived").into());
+    }
+    let workspace_id = match q.workspace_id.as_deref() {
+        Some(raw) => Some(
+            Uuid::parse_str(raw)
+                .map_err(|_| DomainError::invalid("workspaceId", "must be a uuid"))?,
+        ),
+        None => None,
+    };
+    let filter = ProjectFilter {
+        workspace_id,
+        status: q.status.clone(),
+        q: q.q.clone().filter(|s| !s.trim().is_empty()),
+        tag: q.tag.clone(),
+    };
+    let key = format!(
+        "projects:{}:{}:{:?}",
+        p.org.org_id(),
+        p.user_id,
+        (&filter.workspace_id, &filter.status, &filter.q, &filter.tag)
+    );
+    let (request, limit) = q.page.page_request(&key)?;
+    let rows = service(&state).list(&p, &filter, request).await?;
+    let (rows, next) = finish_page(rows, limit, &key, |r| (to_millis(r.updated_at), r.id));
+    Ok(views::page(rows.iter().map(view).collect(), next))
+}
+
+/// `POST /api/v1/projects` → 201, with its protected folder.
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJsonRaw(req, raw): ApiJsonRaw<ProjectRequest>,
+) -> ApiResult<Response> {
+    let fingerprint = idempotency::fingerprint("POST", "/api/v1/projects", &[], &raw);
+    idempotency::run(&state, &p, key, &fingerprint, || async {
+        let project = service(&state).create(&p, input(req)).await?;
+        Ok(views::created(view(&project)))
+    })
+    .await
+}
+
+/// `GET /api/v1/projects/:id` (uuid or slug), with `workspaces` and `spend`.
+pub async fn get(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let projects = service(&state);
+    let project = projects.get(&p, &id).await?;
+    let spend = projects.spend(&p, &project).await?;
+    let mut workspaces = Vec::new();
+    let ids = std::iter::once(project.workspace_id).chain(project.shared_workspace_ids.clone());
+    for ws in ids {
+        // Names of every workspace the project is in, reachable or not
+        // (scoped to the org; the ids are in the project already).
+        if let Some(w) = state
+            .store
+            .get_workspace(&p.org, p.user_id, Role::Owner, ws)
+            .await
+            .map_err(DomainError::from)?
+        {
+            workspaces.push(ProjectWorkspaceView {
+                id: w.id.to_string(),
+                name: w.name,
+                is_primary: w.id == project.workspace_id,
+            });
+        }
+    }
+    let mut v = view(&project);
+    v.workspaces = Some(workspaces);
+    v.spend = Some(spend_view(spend));
+    Ok(ok(v))
+}
+
+/// `PATCH /api/v1/projects/:id`: partial; visibility and workspaces need
+/// the creator or an org admin.
+pub async fn update(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ProjectRequest>,
+) -> ApiResult<Response> {
+    let project = service(&state).update(&p, &id, input(req)).await?;
+    Ok(ok(view(&project)))
+}
+
+/// `DELETE /api/v1/projects/:id`: soft-deletes it, its files and sessions.
+pub async fn delete(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let project = service(&state).delete(&p, &id).await?;
+    Ok(ok(
+        json!({ "id": project.id.to_string(), "deletedAt": format_ts(state.clock.now()) }),
+    ))
+}
