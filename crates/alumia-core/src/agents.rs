@@ -56,6 +56,11 @@ pub fn normalise_name(raw: &str) -> String {
 
 /// A slug from a name: lowercase ASCII letters and digits, single dashes.
 pub fn slugify(name: &str) -> String {
+    slugify_or(name, "agent")
+}
+
+/// [`slugify`], with `fallback` for a name without letters or digits.
+pub fn slugify_or(name: &str, fallback: &str) -> String {
     let mut slug = String::new();
     for c in name.chars().flat_map(char::to_lowercase) {
         if c.is_ascii_alphanumeric() {
@@ -67,7 +72,7 @@ pub fn slugify(name: &str) -> String {
     let slug = slug.trim_end_matches('-');
     let mut slug: String = slug.chars().take(60).collect();
     if slug.is_empty() {
-        slug = "agent".into();
+        slug = fallback.into();
     }
     slug.trim_end_matches('-').to_string()
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::agents::{normalise_name, slugify};
+use crate::agents::{normalise_name, slugify_or};
 use crate::error::{DomainError, DomainResult, StoreError};
 use crate::principal::Principal;
 use crate::scope::OrgScope;
@@ -211,11 +211,7 @@ pub fn name_from_description(description: &str) -> String {
 }
 
 fn project_slugify(name: &str) -> String {
-    match slugify(name).as_str() {
-        // `slugify` falls back to "agent" for names without letters or digits.
-        "agent" if !name.to_lowercase().contains("agent") => "project".into(),
-        s => s.to_string(),
-    }
+    slugify_or(name, "project")
 }
 
 pub struct Projects<'a> {

@@ -10,13 +10,30 @@ use crate::{add_user, app_with_owner};
 const PROTOCOL: &str = "2025-06-18";
 
 async fn rpc_raw(app: &TestApp, key: Option<&str>, body: String) -> reqwest::Response {
-    let mut req = app
-        .http
-        .post(app.at("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", PROTOCOL)
-        .body(body);
+    rpc_with(app, key, &[], body).await
+}
+
+/// A POST to /mcp with the usual headers, `headers` added or replacing them.
+async fn rpc_with(
+    app: &TestApp,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: String,
+) -> reqwest::Response {
+    let defaults = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", PROTOCOL),
+    ];
+    let mut req = app.http.post(app.at("/mcp")).body(body);
+    for (name, value) in defaults {
+        if !headers.iter().any(|(n, _)| *n == name) {
+            req = req.header(name, value);
+        }
+    }
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
     if let Some(key) = key {
         req = req.bearer_auth(key);
     }
@@ -75,16 +92,13 @@ async fn initialize_is_stateless_and_names_the_server() {
         "{body}"
     );
     // A client-sent session id authenticates nothing and changes nothing.
-    let res = app
-        .http
-        .post(app.at("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", "made-up")
-        .body(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let res = rpc_with(
+        &app,
+        None,
+        &[("mcp-session-id", "made-up")],
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string(),
+    )
+    .await;
     assert_eq!(res.status(), 401);
 }
 
@@ -128,32 +142,24 @@ async fn guards_answer_in_the_envelope() {
         assert_eq!(res.headers()["allow"], "POST");
     }
 
-    let res = app
-        .http
-        .post(app.at("/mcp"))
-        .bearer_auth(&key)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("origin", "https://evil.example")
-        .body(ping.clone())
-        .send()
-        .await
-        .unwrap();
+    let res = rpc_with(
+        &app,
+        Some(&key),
+        &[("origin", "https://evil.example")],
+        ping.clone(),
+    )
+    .await;
     assert_eq!(res.status(), 403);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["reason"], "origin_not_allowed");
 
-    let res = app
-        .http
-        .post(app.at("/mcp"))
-        .bearer_auth(&key)
-        .header("host", "rebound.example")
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(ping.clone())
-        .send()
-        .await
-        .unwrap();
+    let res = rpc_with(
+        &app,
+        Some(&key),
+        &[("host", "rebound.example")],
+        ping.clone(),
+    )
+    .await;
     assert_eq!(res.status(), 403);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["reason"], "host_not_allowed");
@@ -185,17 +191,13 @@ async fn guards_answer_in_the_envelope() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "PAYLOAD_TOO_LARGE");
 
-    let res = app
-        .http
-        .post(app.at("/mcp"))
-        .bearer_auth(&key)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "1999-01-01")
-        .body(ping)
-        .send()
-        .await
-        .unwrap();
+    let res = rpc_with(
+        &app,
+        Some(&key),
+        &[("mcp-protocol-version", "1999-01-01")],
+        ping,
+    )
+    .await;
     assert_eq!(res.status(), 400);
 }
 
