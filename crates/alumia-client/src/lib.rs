@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use alumia_types::Page;
 use alumia_types::dto::{
-    AgentRequest, AgentView, ApiKeyView, ChatRequest, ModelView, SessionRequest, SessionView,
+    AgentRequest, AgentView, ApiKeyView, ChatRequest, ModelView, ProjectView, SessionRequest,
+    SessionView,
 };
 use futures::StreamExt;
 use reqwest::header::ACCEPT;
@@ -203,6 +204,44 @@ impl Client {
         self.call(
             Method::GET,
             self.endpoint(&["agents", path_id(id_or_slug)?]),
+            None,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/projects`.
+    pub async fn projects_list(
+        &self,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+        q: Option<&str>,
+    ) -> Result<Reply<Page<ProjectView>>> {
+        let mut url = self.endpoint(&["projects"]);
+        let limit = limit.map(|l| l.to_string());
+        query(
+            &mut url,
+            &[("limit", limit.as_deref()), ("cursor", cursor), ("q", q)],
+        );
+        self.call(Method::GET, url, None).await
+    }
+
+    /// `GET /api/v1/projects/:id` (uuid or slug), with workspaces and spend.
+    pub async fn projects_get(&self, id_or_slug: &str) -> Result<Reply<ProjectView>> {
+        self.call(
+            Method::GET,
+            self.endpoint(&["projects", path_id(id_or_slug)?]),
+            None,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/projects/:id/export`: the checksummed manifest as plain
+    /// JSON (its checksum covers the canonical form, so re-serialising keeps
+    /// it valid).
+    pub async fn projects_export(&self, id_or_slug: &str) -> Result<Reply<Value>> {
+        self.call(
+            Method::GET,
+            self.endpoint(&["projects", path_id(id_or_slug)?, "export"]),
             None,
         )
         .await

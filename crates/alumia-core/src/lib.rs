@@ -19,6 +19,7 @@ pub mod principal;
 pub mod projects;
 pub mod scope;
 pub mod sessions;
+pub mod sharing;
 pub mod store;
 pub mod totp;
 pub mod validate;

@@ -18,10 +18,11 @@ pub enum Bucket {
     DeviceCode,
     DeviceToken,
     UserCodeGuess,
+    PublicShare,
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 10] = [
+    pub const ALL: [Bucket; 11] = [
         Bucket::KeyMint,
         Bucket::ApiKey,
         Bucket::Session,
@@ -32,6 +33,7 @@ impl Bucket {
         Bucket::DeviceCode,
         Bucket::DeviceToken,
         Bucket::UserCodeGuess,
+        Bucket::PublicShare,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +48,7 @@ impl Bucket {
             Bucket::DeviceCode => "device-code",
             Bucket::DeviceToken => "device-token",
             Bucket::UserCodeGuess => "user-code-guess",
+            Bucket::PublicShare => "public-share",
         }
     }
 
@@ -62,13 +65,14 @@ impl Bucket {
             Bucket::DeviceCode => "device_code",
             Bucket::DeviceToken => "device_token",
             Bucket::UserCodeGuess => "user_code_guess",
+            Bucket::PublicShare => "public_share",
         }
     }
 
     /// Auth buckets fail closed (503) when the shared limiter is unreachable;
     /// traffic buckets fall back to the in-process limiter.
     pub fn fails_closed(self) -> bool {
-        !matches!(self, Bucket::ApiKey | Bucket::Session)
+        !matches!(self, Bucket::ApiKey | Bucket::Session | Bucket::PublicShare)
     }
 
     /// Buckets whose token can be given back ([`RateLimiter::refund`]):
@@ -125,6 +129,7 @@ impl Default for Limits {
         m.insert(Bucket::DeviceCode, Quota::per_secs(10, 60));
         m.insert(Bucket::DeviceToken, Quota::per_secs(30, 2));
         m.insert(Bucket::UserCodeGuess, Quota::per_secs(5, 180));
+        m.insert(Bucket::PublicShare, Quota::per_minute(60, 120));
         Limits(m)
     }
 }

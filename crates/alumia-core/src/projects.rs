@@ -64,7 +64,18 @@ impl ProjectRef {
     }
 }
 
-/// Who may see what, as the store applies it to lists.
+/// How a principal reaches a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectAccess {
+    /// Through the project's workspaces (and, if private, as its creator).
+    Workspace,
+    /// Only as an invited member.
+    Editor,
+    Viewer,
+}
+
+/// Who may see what, as the store applies it to lists: the visibility rule,
+/// or an invited membership of `user_id`.
 #[derive(Debug, Clone, Copy)]
 pub struct ProjectViewer<'a> {
     pub user_id: Uuid,
@@ -251,16 +262,47 @@ impl Projects<'_> {
 
     /// 404 for a missing, deleted, invisible or foreign project.
     pub async fn get(&self, p: &Principal, raw: &str) -> DomainResult<Project> {
+        Ok(self.get_with_access(p, raw).await?.0)
+    }
+
+    /// The project and how the principal reaches it: through its workspaces,
+    /// or only as an invited member (spec 06 §5), who sees it whatever its
+    /// visibility and workspaces.
+    pub async fn get_with_access(
+        &self,
+        p: &Principal,
+        raw: &str,
+    ) -> DomainResult<(Project, ProjectAccess)> {
         let project = self
             .store
             .get_project(&p.org, &ProjectRef::parse(raw))
             .await?
             .ok_or(DomainError::NotFound)?;
         let reach = crate::access::reachable_workspaces(self.store, p).await?;
-        if !Self::visible(&project, p, &reach) {
-            return Err(DomainError::NotFound);
+        if Self::visible(&project, p, &reach) {
+            return Ok((project, ProjectAccess::Workspace));
         }
-        Ok(project)
+        match self
+            .store
+            .get_project_member(&p.org, project.id, p.user_id)
+            .await?
+        {
+            Some(m) if m.role == "editor" => Ok((project, ProjectAccess::Editor)),
+            Some(_) => Ok((project, ProjectAccess::Viewer)),
+            None => Err(DomainError::NotFound),
+        }
+    }
+
+    /// Like `get`, for changes: a member invited as `viewer` reads only
+    /// (`403 project_read_only`).
+    pub async fn get_writable(&self, p: &Principal, raw: &str) -> DomainResult<Project> {
+        match self.get_with_access(p, raw).await? {
+            (_, ProjectAccess::Viewer) => Err(DomainError::forbidden(
+                "project_read_only",
+                "you were invited to this project as a viewer",
+            )),
+            (project, _) => Ok(project),
+        }
     }
 
     /// Like `get`, for references in other bodies (`projectId` of a
@@ -440,7 +482,7 @@ impl Projects<'_> {
         raw: &str,
         input: ProjectInput,
     ) -> DomainResult<Project> {
-        let mut project = self.get(p, raw).await?;
+        let mut project = self.get_writable(p, raw).await?;
         self.check_fields(&input)?;
         let governs = input.visibility.is_some()
             || input.workspace_id.is_some()
@@ -498,7 +540,7 @@ impl Projects<'_> {
     }
 
     pub async fn delete(&self, p: &Principal, raw: &str) -> DomainResult<Project> {
-        let project = self.get(p, raw).await?;
+        let project = self.get_writable(p, raw).await?;
         self.store
             .delete_project(&p.org, project.id, self.now)
             .await?;

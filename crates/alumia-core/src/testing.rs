@@ -35,9 +35,11 @@ use crate::store::{PageRequest, Store, StoreResult};
 mod chat;
 mod device;
 mod projects;
+mod sharing;
 pub use chat::*;
 pub use device::*;
 pub use projects::*;
+pub use sharing::*;
 
 /// One contract test, as a plain function pointer the backends' harnesses call.
 pub type ContractTest = for<'a> fn(&'a dyn Store) -> ContractFuture<'a>;
@@ -98,6 +100,8 @@ macro_rules! store_contract_tests {
             projects_create_with_folder_and_resolve_by_id_or_slug,
             projects_list_visible_filtered_and_paged,
             projects_update_and_delete_cascade_to_folder_and_sessions,
+            share_links_resolve_by_hash_until_cleared_and_are_scoped,
+            invites_replace_and_members_see_private_projects,
             tenant_isolation,
         );
     };

@@ -59,7 +59,7 @@ pub fn check(spec: &ToolSpec, args: &Map<String, Value>) -> Result<(), String> {
             return Err(format!("`{name}` must be at most {max}"));
         }
         // Ids become path segments: `.` and `..` would be resolved as steps.
-        if matches!(name.as_str(), "id" | "sessionId")
+        if matches!(name.as_str(), "id" | "sessionId" | "projectId")
             && value
                 .as_str()
                 .is_some_and(|v| v.is_empty() || v == "." || v == "..")

@@ -177,6 +177,60 @@ fn key_id() -> Value {
     json!({"id": {"type": "string", "description": "The key id"}})
 }
 
+fn projects_list() -> Value {
+    with_page(json!({
+        "workspaceId": {"type": "string"},
+        "status": {"type": "string", "enum": ["active", "archived"]},
+        "q": {"type": "string", "description": "Words in the name or description"},
+        "tag": {"type": "string"},
+    }))
+}
+
+fn project_fields() -> Value {
+    json!({
+        "name": {"type": "string", "description": "1–255 characters; with only a description one is made from it"},
+        "description": {"type": "string"},
+        "prompt": {"type": "string", "description": "A system prompt for every turn in the project's sessions"},
+        "emoji": {"type": "string"},
+        "visibility": {"type": "string", "enum": ["team", "private"]},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "workspaceId": {"type": "string"},
+    })
+}
+
+fn blocks_list() -> Value {
+    json!({
+        "projectId": {"type": "string", "description": "The project's id (UUID) or slug"},
+        "type": {"type": "string", "description": "Only blocks of this type"},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 500, "description": "Page size (default: every block)"},
+        "cursor": {"type": "string", "description": "nextCursor of the previous page"},
+    })
+}
+
+fn position() -> Value {
+    json!({"type": "object", "description": "{x, y, width, height} in px on the 24 px grid"})
+}
+
+fn blocks_create() -> Value {
+    json!({
+        "projectId": {"type": "string", "description": "The project (else the block is the org's)"},
+        "type": {"type": "string", "description": "data, mcp-app, app, or a show primitive (document, code, …)"},
+        "title": {"type": "string"},
+        "data": {"type": "object", "description": "For type data: a DataSpec such as {\"type\": \"markdown\", \"markdown\": \"…\"}"},
+        "position": position(),
+    })
+}
+
+fn blocks_update() -> Value {
+    json!({
+        "id": {"type": "string", "description": "The block id"},
+        "title": {"type": "string"},
+        "data": {"type": "object"},
+        "position": position(),
+        "expectedUpdatedAt": {"type": "string", "description": "The updatedAt you read; a newer block refuses the change (409 stale_revision)"},
+    })
+}
+
 /// Every tool, in the order `tools/list` shows them.
 pub fn tools() -> &'static [ToolSpec] {
     use Class::*;
@@ -320,6 +374,76 @@ pub fn tools() -> &'static [ToolSpec] {
             surface: Both,
             properties: chat_stop,
             required: &["sessionId"],
+            open_world: false,
+        },
+        ToolSpec {
+            name: "projects_list",
+            description: "Projects the caller can see, most recently updated first.",
+            class: Read,
+            route_scope: None,
+            surface: Both,
+            properties: projects_list,
+            required: &[],
+            open_world: false,
+        },
+        ToolSpec {
+            name: "project_get",
+            description: "One project by id or slug, with its workspaces and spend.",
+            class: Read,
+            route_scope: None,
+            surface: Both,
+            properties: || id("project"),
+            required: &["id"],
+            open_world: false,
+        },
+        ToolSpec {
+            name: "canvas_get",
+            description: "A project's canvas: blocks with positions, agent nodes and edges.",
+            class: Read,
+            route_scope: None,
+            surface: Both,
+            properties: || id("project"),
+            required: &["id"],
+            open_world: false,
+        },
+        ToolSpec {
+            name: "blocks_list",
+            description: "A project's canvas blocks with their data, oldest first.",
+            class: Read,
+            route_scope: None,
+            surface: Both,
+            properties: blocks_list,
+            required: &["projectId"],
+            open_world: false,
+        },
+        ToolSpec {
+            name: "projects_create",
+            description: "Create a project (a name, or a description to name it from).",
+            class: Write,
+            route_scope: None,
+            surface: Both,
+            properties: project_fields,
+            required: &[],
+            open_world: false,
+        },
+        ToolSpec {
+            name: "blocks_create",
+            description: "Add a block to a project's canvas.",
+            class: Write,
+            route_scope: None,
+            surface: Both,
+            properties: blocks_create,
+            required: &["type", "data"],
+            open_world: false,
+        },
+        ToolSpec {
+            name: "blocks_update",
+            description: "Change a block's title, data or position; pass expectedUpdatedAt to refuse overwriting a newer edit.",
+            class: Write,
+            route_scope: None,
+            surface: Both,
+            properties: blocks_update,
+            required: &["id"],
             open_world: false,
         },
         ToolSpec {

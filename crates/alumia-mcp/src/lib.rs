@@ -329,6 +329,50 @@ fn route(name: &str, a: &Map<String, Value>) -> Option<(&'static str, String, Op
             ),
             Some(json!({})),
         ),
+        "projects_list" => (
+            "GET",
+            format!(
+                "/api/v1/projects{}",
+                query(
+                    a,
+                    &[
+                        page[0],
+                        page[1],
+                        ("workspaceId", "workspaceId"),
+                        ("status", "status"),
+                        ("q", "q"),
+                        ("tag", "tag")
+                    ]
+                )
+            ),
+            None,
+        ),
+        "project_get" => ("GET", format!("/api/v1/projects/{}", id()), None),
+        "canvas_get" => ("GET", format!("/api/v1/projects/{}/canvas", id()), None),
+        "blocks_list" => (
+            "GET",
+            format!(
+                "/api/v1/projects/{}/blocks{}",
+                segment(str_arg(a, "projectId").unwrap_or_default()),
+                query(a, &[page[0], page[1], ("type", "type")])
+            ),
+            None,
+        ),
+        "projects_create" => (
+            "POST",
+            "/api/v1/projects".into(),
+            Some(Value::Object(a.clone())),
+        ),
+        "blocks_create" => (
+            "POST",
+            "/api/v1/blocks".into(),
+            Some(Value::Object(a.clone())),
+        ),
+        "blocks_update" => (
+            "PATCH",
+            format!("/api/v1/blocks/{}", id()),
+            body_without_id(),
+        ),
         "keys_list" => ("GET", "/api/v1/api-keys".into(), None),
         "keys_revoke" => ("DELETE", format!("/api/v1/api-keys/{}", id()), None),
         "audit_events_list" => (

@@ -826,8 +826,119 @@
     else input.focus();
   }
 
+  // /share/project/<token>: a shared project, read-only. Pan (drag), zoom
+  // (wheel or buttons) and inspect (click a block); nothing else. Everything
+  // is rendered with textContent: shared data is untrusted.
+  function blockSummary(block) {
+    const data = block.data || {};
+    switch (data.type) {
+      case 'markdown': return String(data.markdown || '');
+      case 'metric': return `${data.label ?? ''}: ${data.value ?? ''}${data.unit ? ' ' + data.unit : ''}`;
+      case 'table': return `${(data.rows || []).length} rows × ${(data.columns || []).length} columns`;
+      case 'chart': return `${data.kind || 'chart'} chart, ${(data.series || []).length} series`;
+      default: return data.type || block.type;
+    }
+  }
+
+  async function sharePage() {
+    const loading = $('#loading');
+    const token = decodeURIComponent(location.pathname.split('/').pop() || '');
+    const r = await api('GET', `/api/v1/share/project/${encodeURIComponent(token)}`);
+    if (!r.ok) {
+      say(loading, r.status === 404 ? 'This link does not work: it was revoked or never existed.' : errorText(r, 'Could not load the shared project.'), 'error');
+      return;
+    }
+    const data = r.data;
+    $('#project-emoji').textContent = data.project.emoji || '';
+    $('#project-name').textContent = data.project.name;
+    $('#project-description').textContent = data.project.description || '';
+    const shared = $('#shared-at');
+    shared.dateTime = data.sharedAt;
+    shared.textContent = new Date(data.sharedAt).toLocaleString();
+
+    const canvas = $('#canvas');
+    const plane = $('#canvas-plane');
+    const inspector = $('#inspector');
+    const blocks = data.blocks || [];
+    $('#canvas-empty').hidden = blocks.length > 0;
+    for (const block of blocks) {
+      const pos = block.position || { x: 0, y: 0, width: 240, height: 144 };
+      const node = el('button', { type: 'button', class: 'canvas-block', 'data-block-id': block.id },
+        el('strong', { text: block.title || block.type }),
+        el('span', { class: 'hint', text: blockSummary(block) }));
+      Object.assign(node.style, { left: `${pos.x}px`, top: `${pos.y}px`, width: `${pos.width}px`, height: `${pos.height}px` });
+      node.addEventListener('click', () => {
+        inspector.hidden = false;
+        inspector.textContent = JSON.stringify({ type: block.type, title: block.title, data: block.data }, null, 2);
+      });
+      plane.append(node);
+    }
+    let view = { x: 0, y: 0, scale: 1 };
+    const apply = () => {
+      plane.style.transform = `translate(${view.x}px, ${view.y}px) scale(${view.scale})`;
+      $('#zoom-reset').textContent = `${Math.round(view.scale * 100)}%`;
+    };
+    const zoom = (factor) => { view.scale = Math.min(4, Math.max(0.25, view.scale * factor)); apply(); };
+    $('#zoom-in').addEventListener('click', () => zoom(1.25));
+    $('#zoom-out').addEventListener('click', () => zoom(0.8));
+    $('#zoom-reset').addEventListener('click', () => { view = { x: 0, y: 0, scale: 1 }; apply(); });
+    canvas.addEventListener('wheel', (e) => { e.preventDefault(); zoom(e.deltaY < 0 ? 1.1 : 0.9); }, { passive: false });
+    let drag = null;
+    canvas.addEventListener('pointerdown', (e) => {
+      if (e.target.closest('.canvas-block')) return;
+      drag = { x: e.clientX - view.x, y: e.clientY - view.y };
+      canvas.setPointerCapture(e.pointerId);
+    });
+    canvas.addEventListener('pointermove', (e) => {
+      if (!drag) return;
+      view.x = e.clientX - drag.x;
+      view.y = e.clientY - drag.y;
+      apply();
+    });
+    canvas.addEventListener('pointerup', () => { drag = null; });
+    apply();
+
+    const list = $('#sessions');
+    if (!(data.sessions || []).length) list.append(el('p', { class: 'hint', text: 'No sessions.' }));
+    for (const s of data.sessions || []) {
+      const items = el('ol', { class: 'transcript' });
+      for (const m of s.messages) {
+        const text = m.parts.map((part) => (part.type === 'text' ? part.text : `[${part.type.replace(/^tool-/, 'tool ')}]`)).join('\n');
+        items.append(el('li', { class: `msg-${m.role}` }, el('strong', { text: m.role === 'user' ? 'User' : (s.agentName || 'Agent') }), el('p', { text })));
+      }
+      list.append(el('details', { class: 'card', 'data-session-id': s.id },
+        el('summary', { text: `${s.agentAvatar ? s.agentAvatar + ' ' : ''}${s.label || s.agentName || 'Session'} (${s.messages.length})` }),
+        items));
+    }
+    loading.hidden = true;
+    $('#content').hidden = false;
+  }
+
+  // /invite/project/<token>: a signed-in member of the org joins the project.
+  async function invitePage() {
+    state.protectedPage = true;
+    const loading = $('#loading');
+    const session = await api('GET', '/api/v1/auth/session');
+    if (session.status === 401) return;
+    if (!session.ok) {
+      say(loading, errorText(session, 'Could not load your session.'), 'error');
+      return;
+    }
+    applySession(session.data);
+    const token = decodeURIComponent(location.pathname.split('/').pop() || '');
+    const result = $('#result');
+    $('#accept').addEventListener('click', async () => {
+      const r = await busy($('#accept'), () => api('POST', `/api/v1/share/invite/${encodeURIComponent(token)}/accept`));
+      if (r.ok) say(result, `You joined the project as ${r.data.role}.`, 'success');
+      else say(result, r.status === 404 ? 'This invite does not work: it expired, was replaced, or is for another organization.' : errorText(r, 'Could not join the project.'), 'error');
+    });
+    loading.hidden = true;
+    $('#content').hidden = false;
+  }
+
   const pages = {
     setup: setupPage, login: loginPage, developers: developersPage, security: securityPage, device: devicePage,
+    share: sharePage, invite: invitePage,
   };
   const run = pages[document.body.dataset.page];
   if (run) {

@@ -7,7 +7,7 @@ use alumia_core::Principal;
 use alumia_core::identity::ClientInfo;
 use alumia_types::ErrorCode;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
@@ -27,6 +27,26 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let body = json_body(req, state).await?;
         parse_json(&body).map(ApiJson)
+    }
+}
+
+/// `Option<ApiJson<T>>`: `None` for a request without a body (no
+/// `Content-Length` or `0`, not chunked), else exactly `ApiJson`.
+impl<T: DeserializeOwned> OptionalFromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+        let headers = req.headers();
+        let empty = !headers.contains_key(header::TRANSFER_ENCODING)
+            && headers
+                .get(header::CONTENT_LENGTH)
+                .is_none_or(|len| len.as_bytes() == b"0");
+        if empty {
+            return Ok(None);
+        }
+        <ApiJson<T> as FromRequest<AppState>>::from_request(req, state)
+            .await
+            .map(Some)
     }
 }
 

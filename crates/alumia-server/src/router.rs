@@ -26,6 +26,8 @@ pub fn public_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/auth/login", post(auth::login)),
         ("/api/v1/auth/device/code", post(device::code)),
         ("/api/v1/auth/device/token", post(device::token)),
+        ("/api/v1/share/project/{token}", get(share::public_project)),
+        ("/api/v1/share/lab/{token}", get(share::public_lab)),
     ]
 }
 
@@ -90,6 +92,12 @@ pub fn authed_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
                 .patch(projects::update)
                 .delete(projects::delete),
         ),
+        (
+            "/api/v1/projects/{id}/share",
+            post(share::enable).delete(share::disable),
+        ),
+        ("/api/v1/projects/{id}/share/invite", post(share::invite)),
+        ("/api/v1/share/invite/{token}/accept", post(share::accept)),
         ("/api/v1/chat", post(chat::chat)),
         ("/api/v1/chat/{sessionId}/stop", post(chat::stop)),
         ("/api/v1/chat/{sessionId}/resume", post(chat::resume)),
@@ -110,6 +118,9 @@ fn page_routes() -> Router<AppState> {
         .route("/setup", get(pages::setup))
         .route("/login", get(pages::login))
         .route("/device", get(pages::device))
+        .route("/share/project/{token}", get(pages::share_project))
+        .route("/share/{token}", get(share::page_redirect))
+        .route("/invite/project/{token}", get(pages::invite_project))
         .route("/assets/app.js", get(pages::app_js))
         .route("/assets/app.css", get(pages::app_css))
         .route("/{org}/developers", get(pages::developers))

@@ -6,6 +6,7 @@ use crate::ConnectOptions;
 use crate::sql_chat::impl_chat_store;
 use crate::sql_device::impl_device_store;
 use crate::sql_project::impl_project_store;
+use crate::sql_share::impl_share_store;
 use crate::sql_store::{EngineDb, impl_sql_store};
 use crate::write_lane::{BoxFuture, Finish, Priority};
 
@@ -82,3 +83,4 @@ impl_sql_store!(PgStore);
 impl_chat_store!(PgStore);
 impl_device_store!(PgStore);
 impl_project_store!(PgStore);
+impl_share_store!(PgStore);

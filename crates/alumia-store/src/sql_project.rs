@@ -254,12 +254,14 @@ macro_rules! impl_project_store {
                     let sql = format!(
                         "SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.org_id = $1 AND p.deleted_at IS NULL \
                            AND ($2 IS NULL OR p.updated_at < $2 OR (p.updated_at = $2 AND p.id < $3)) \
-                           AND (p.visibility <> 'private' OR p.user_id = $5) \
+                           AND (((p.visibility <> 'private' OR p.user_id = $5){reach}) \
+                                OR EXISTS (SELECT 1 FROM project_members pm \
+                                WHERE pm.project_id = p.id AND pm.org_id = p.org_id AND pm.user_id = $5)) \
                            AND ($6 IS NULL OR p.workspace_id = $6 OR EXISTS (SELECT 1 FROM project_workspaces pw \
                                 WHERE pw.project_id = p.id AND pw.workspace_id = $6)) \
                            AND ($7 IS NULL OR p.status = $7) \
                            AND ($8 IS NULL OR LOWER(p.name) LIKE $8 OR LOWER(p.description) LIKE $8) \
-                           AND ($9 IS NULL OR p.tags LIKE $9){reach} \
+                           AND ($9 IS NULL OR p.tags LIKE $9) \
                          ORDER BY p.updated_at DESC, p.id DESC LIMIT $4"
                     );
                     let like = |s: &str| {
@@ -353,7 +355,8 @@ macro_rules! impl_project_store {
                     let (org_id, id, at) = (org.org_id().to_string(), id.to_string(), to_millis(at));
                     let mut tx = self.begin_write().await?;
                     let done = sqlx::query(
-                        "UPDATE projects SET deleted_at = $3, share_token_hash = NULL \
+                        "UPDATE projects SET deleted_at = $3, share_token_hash = NULL, share_token_sealed = NULL, \
+                         share_created_at = NULL \
                          WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL",
                     )
                     .bind(&org_id)

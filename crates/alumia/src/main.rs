@@ -78,6 +78,13 @@ enum Command {
         #[command(flatten)]
         global: GlobalArgs,
     },
+    /// List and show projects; export one as a manifest.
+    Projects {
+        #[command(subcommand)]
+        command: cli::projects::ProjectsCommand,
+        #[command(flatten)]
+        global: GlobalArgs,
+    },
     /// Send a message and stream the answer.
     Chat {
         #[command(flatten)]
@@ -146,6 +153,7 @@ fn main() -> ExitCode {
             Command::Whoami { global } => cli::whoami::run(global).await,
             Command::Agents { command, global } => cli::agents::run(command, global).await,
             Command::Sessions { command, global } => cli::sessions::run(command, global).await,
+            Command::Projects { command, global } => cli::projects::run(command, global).await,
             Command::Chat { args, global } => cli::chat::run(args, global).await,
             Command::Keys { command, global } => cli::keys::run(command, global).await,
             Command::Models { command, global } => cli::models::run(command, global).await,

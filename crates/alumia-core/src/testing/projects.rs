@@ -11,7 +11,14 @@ use crate::projects::*;
 use crate::scope::OrgScope;
 use crate::store::{PageRequest, Store};
 
-fn project(ctx: &Ctx, scope: &OrgScope, user: Uuid, ws: Uuid, slug: &str, secs: i64) -> Project {
+pub(super) fn project(
+    ctx: &Ctx,
+    scope: &OrgScope,
+    user: Uuid,
+    ws: Uuid,
+    slug: &str,
+    secs: i64,
+) -> Project {
     Project {
         id: new_id(),
         org_id: scope.org_id(),
@@ -33,7 +40,7 @@ fn project(ctx: &Ctx, scope: &OrgScope, user: Uuid, ws: Uuid, slug: &str, secs: 
     }
 }
 
-async fn create(store: &dyn Store, scope: &OrgScope, p: &Project) {
+pub(super) async fn create(store: &dyn Store, scope: &OrgScope, p: &Project) {
     ok(
         store.create_project(scope, p, &project_folder(p)).await,
         format!("create_project({})", p.slug),

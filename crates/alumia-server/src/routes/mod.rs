@@ -18,6 +18,7 @@ pub mod pages;
 pub mod projects;
 pub mod sessions;
 pub mod setup;
+pub mod share;
 pub mod workspaces;
 
 use alumia_core::cursor;

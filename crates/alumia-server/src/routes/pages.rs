@@ -16,6 +16,8 @@ use crate::state::AppState;
 const SETUP: &str = include_str!("../../assets/setup.html");
 const LOGIN: &str = include_str!("../../assets/login.html");
 const DEVICE: &str = include_str!("../../assets/device.html");
+const SHARE: &str = include_str!("../../assets/share.html");
+const INVITE: &str = include_str!("../../assets/invite.html");
 const DEVELOPERS: &str = include_str!("../../assets/developers.html");
 const SECURITY: &str = include_str!("../../assets/security.html");
 const APP_JS: &str = include_str!("../../assets/app.js");
@@ -110,6 +112,36 @@ pub async fn device(
         return Ok(Redirect::to(&format!("/login?next={next}")).into_response());
     }
     Ok(page(DEVICE.replace("{{userCode}}", &code)))
+}
+
+/// `/share/project/:token`: the read-only canvas. The page reads the token
+/// from its own path and loads `GET /api/v1/share/project/:token`, which
+/// checks it; a malformed token is a 404 here already.
+pub async fn share_project(Path(token): Path<String>) -> Response {
+    if !alumia_core::sharing::well_formed(&token) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let mut response = page(SHARE);
+    // The token is in the URL: no Referer leaves this page.
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// `/invite/project/:token`: a signed-in member joins (the page posts to
+/// `…/share/invite/:token/accept`).
+pub async fn invite_project(Path(token): Path<String>) -> Response {
+    if !alumia_core::sharing::well_formed(&token) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let mut response = page(INVITE);
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
 }
 
 /// The user code from the link, safe to put into HTML and URLs as is: the

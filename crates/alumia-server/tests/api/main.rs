@@ -22,6 +22,7 @@ mod redis;
 mod scopes;
 mod sessions;
 mod setup;
+mod share;
 mod step_up;
 mod tenancy;
 mod totp;

@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod keys;
 pub mod login;
 pub mod models;
+pub mod projects;
 pub mod sessions;
 pub mod whoami;
 
