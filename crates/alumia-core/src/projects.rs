@@ -186,6 +186,18 @@ pub trait ProjectStore: Send + Sync {
         org: &OrgScope,
         project: Uuid,
     ) -> StoreResult<Option<FileEntry>>;
+    /// Which of `projects` have no live protected folder (one read).
+    async fn projects_without_folder(
+        &self,
+        org: &OrgScope,
+        projects: &[Uuid],
+    ) -> StoreResult<Vec<Uuid>>;
+    /// Inserts each folder unless its project has a live one by then.
+    async fn create_missing_project_folders(
+        &self,
+        org: &OrgScope,
+        folders: &[FileEntry],
+    ) -> StoreResult<()>;
     /// `usage` of the assistant messages in the project's live sessions.
     async fn list_project_usage(&self, org: &OrgScope, project: Uuid) -> StoreResult<Vec<Value>>;
 }
@@ -254,10 +266,32 @@ impl Projects<'_> {
             user_id: p.user_id,
             workspaces: reach.as_deref(),
         };
-        Ok(self
+        let projects = self
             .store
             .list_projects(&p.org, viewer, filter, page)
-            .await?)
+            .await?;
+        self.backfill_folders(p, &projects).await?;
+        Ok(projects)
+    }
+
+    /// Spec 06 §1: listing creates the protected folder of any listed
+    /// project that lacks one (projects from before folders existed). A read
+    /// first, so a normal list writes nothing.
+    async fn backfill_folders(&self, p: &Principal, projects: &[Project]) -> DomainResult<()> {
+        let ids: Vec<Uuid> = projects.iter().map(|p| p.id).collect();
+        let missing = self.store.projects_without_folder(&p.org, &ids).await?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let folders: Vec<FileEntry> = projects
+            .iter()
+            .filter(|p| missing.contains(&p.id))
+            .map(project_folder)
+            .collect();
+        self.store
+            .create_missing_project_folders(&p.org, &folders)
+            .await?;
+        Ok(())
     }
 
     /// 404 for a missing, deleted, invisible or foreign project.

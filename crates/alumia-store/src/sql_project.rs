@@ -417,6 +417,62 @@ macro_rules! impl_project_store {
                     Ok(row.map(FileEntry::from))
                 }
 
+                async fn projects_without_folder(&self, org: &OrgScope, projects: &[Uuid]) -> StoreResult<Vec<Uuid>> {
+                    if projects.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let sql = format!(
+                        "SELECT p.id FROM projects p WHERE p.org_id = $1 AND p.id IN ({}) \
+                         AND NOT EXISTS (SELECT 1 FROM files f WHERE f.org_id = $1 AND f.project_id = p.id \
+                         AND f.system_kind = $2 AND f.deleted_at IS NULL)",
+                        params(3, projects.len())
+                    );
+                    let mut query = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(sql))
+                        .bind(org.org_id().to_string())
+                        .bind(FOLDER_SYSTEM_KIND);
+                    for id in projects {
+                        query = query.bind(id.to_string());
+                    }
+                    let rows = query.fetch_all(&self.pool).await.map_err(err)?;
+                    Ok(rows.iter().map(|(id,)| $crate::rows::uuid(id)).collect())
+                }
+
+                async fn create_missing_project_folders(&self, org: &OrgScope, folders: &[FileEntry]) -> StoreResult<()> {
+                    let org_id = org.org_id().to_string();
+                    let mut tx = self.begin_write().await?;
+                    for folder in folders {
+                        // A concurrent list may have made it already: the
+                        // unique folder index turns the second insert into nothing.
+                        sqlx::query(
+                            "INSERT INTO files (id, org_id, project_id, parent_id, name, kind, mime_type, size, \
+                             sha256, storage_key, status, system_kind, is_protected, target_file_id, tags, metadata, \
+                             created_by, created_at, updated_at, deleted_at) \
+                             SELECT $1, $2, $3, $4, $5, $6, NULL, 0, NULL, NULL, $7, $8, $9, NULL, '[]', '{}', \
+                             $10, $11, $12, NULL \
+                             WHERE NOT EXISTS (SELECT 1 FROM files WHERE org_id = $2 AND project_id = $3 \
+                             AND system_kind = $8 AND deleted_at IS NULL) \
+                             ON CONFLICT DO NOTHING",
+                        )
+                        .bind(folder.id.to_string())
+                        .bind(&org_id)
+                        .bind(folder.project_id.map(|u| u.to_string()))
+                        .bind(folder.parent_id.map(|u| u.to_string()))
+                        .bind(&folder.name)
+                        .bind(&folder.kind)
+                        .bind(&folder.status)
+                        .bind(&folder.system_kind)
+                        .bind(folder.is_protected)
+                        .bind(folder.created_by.map(|u| u.to_string()))
+                        .bind(to_millis(folder.created_at))
+                        .bind(to_millis(folder.updated_at))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                    }
+                    tx.commit().await.map_err(err)?;
+                    Ok(())
+                }
+
                 async fn list_project_usage(&self, org: &OrgScope, project: Uuid) -> StoreResult<Vec<Value>> {
                     let rows: Vec<(String,)> = sqlx::query_as(
                         "SELECT m.usage FROM chat_messages m JOIN chat_sessions s ON s.id = m.session_id \

@@ -340,6 +340,27 @@ impl TestApp {
         }
     }
 
+    /// Runs one statement straight on the database: for states the API
+    /// cannot make (rows from before a migration, say). Returns rows affected.
+    pub async fn execute_sql(&self, sql: &str) -> u64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        if self.db_url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.db_url)
+                .await
+                .expect("open the test SQLite file");
+            let done = sqlx::query(sql).execute(&pool).await.expect("execute");
+            pool.close().await;
+            done.rows_affected()
+        } else {
+            let pool = sqlx::PgPool::connect(&self.db_url)
+                .await
+                .expect("open the test database");
+            let done = sqlx::query(sql).execute(&pool).await.expect("execute");
+            pool.close().await;
+            done.rows_affected()
+        }
+    }
+
     /// A new browser (cookie jar) pointed at this app.
     pub fn browser(&self) -> crate::Browser {
         crate::Browser::new(&self.url)

@@ -690,3 +690,64 @@ async fn the_project_prompt_reaches_every_turn_in_its_sessions() {
     let (plain, prompted) = (input("plain").await, input("prompted").await);
     assert_eq!(prompted - plain, 7, "the seven words of the project prompt");
 }
+
+#[tokio::test]
+async fn listing_projects_creates_missing_project_folders_once() {
+    let (app, _, key) = app_with_owner().await;
+    let p = create(&app, &key, json!({"name": "Legacy"})).await;
+    let pid: Uuid = p["id"].as_str().unwrap().parse().unwrap();
+    // A project from before folders: its folder row is gone.
+    let removed = app
+        .execute_sql(&format!("DELETE FROM files WHERE project_id = '{pid}'"))
+        .await;
+    assert_eq!(removed, 1);
+    assert!(app.project_folders(pid).await.is_empty());
+
+    let (status, body) = get(&app, &key, "/api/v1/projects").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        app.project_folders(pid).await,
+        vec![(Some(FOLDER_SYSTEM_KIND.to_string()), true, false)],
+        "the list made the protected folder"
+    );
+    // Concurrent lists still leave exactly one.
+    app.execute_sql(&format!("DELETE FROM files WHERE project_id = '{pid}'"))
+        .await;
+    let lists = (0..6).map(|_| get(&app, &key, "/api/v1/projects"));
+    for (status, _) in futures::future::join_all(lists).await {
+        assert_eq!(status, 200);
+    }
+    assert_eq!(app.project_folders(pid).await.len(), 1);
+}
+
+mod pg {
+    use alumia_testkit::{TestApp, TestDb, fresh_pg_database};
+
+    use super::*;
+
+    /// Concurrent lists on PostgreSQL make one folder (the unique index).
+    #[tokio::test]
+    async fn concurrent_lists_backfill_one_folder_on_postgres() {
+        let db = fresh_pg_database().await;
+        let app = TestApp::builder()
+            .db(TestDb::Url(db.url.clone()))
+            .spawn()
+            .await;
+        let mut browser = app.browser();
+        browser.setup("owner@example.com", "acme").await;
+        let (key, _) = browser.mint_key("k", None).await;
+        let p = create(&app, &key, json!({"name": "Legacy"})).await;
+        let pid: Uuid = p["id"].as_str().unwrap().parse().unwrap();
+        for _ in 0..3 {
+            app.execute_sql(&format!("DELETE FROM files WHERE project_id = '{pid}'"))
+                .await;
+            let lists = (0..8).map(|_| get(&app, &key, "/api/v1/projects"));
+            for (status, body) in futures::future::join_all(lists).await {
+                assert_eq!(status, 200, "{body}");
+            }
+            assert_eq!(app.project_folders(pid).await.len(), 1);
+        }
+        app.stop().await;
+        db.drop_db().await;
+    }
+}

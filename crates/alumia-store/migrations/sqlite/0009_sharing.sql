@@ -27,3 +27,8 @@ CREATE TABLE project_members (
     PRIMARY KEY (project_id, user_id)
 );
 CREATE INDEX project_members_user_idx ON project_members (org_id, user_id);
+
+-- One live protected folder per project: `GET /projects` backfills missing
+-- folders, and concurrent lists must not make two.
+CREATE UNIQUE INDEX files_project_folder_key ON files (project_id)
+    WHERE system_kind = 'projectFolder' AND deleted_at IS NULL;
