@@ -15,6 +15,7 @@ pub mod keys;
 pub mod limits;
 pub mod model;
 pub mod password;
+pub mod portability;
 pub mod principal;
 pub mod projects;
 pub mod scope;
