@@ -1003,3 +1003,47 @@ async fn device_login_denied_exits_3_and_stores_nothing() {
     assert!(stderr.contains("denied"), "{stderr}");
     assert!(!cli.credentials_path().exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projects_list_get_and_export_a_verifiable_manifest() {
+    let (app, _browser, key) = app_with_key().await;
+    let res = app
+        .http
+        .post(app.at("/api/v1/projects"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "Launch", "emoji": "🚀", "tags": ["q3"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let cli = Cli::with_key(&app.url, &key);
+
+    let ran = cli.run(&["projects", "list"]).await;
+    ran.assert_code(0);
+    assert!(ran.stdout.starts_with("ID"), "{ran:?}");
+    assert!(
+        ran.stdout.lines().any(|l| l.contains(" launch ") && l.contains("Launch")),
+        "{ran:?}"
+    );
+    let ran = cli.run(&["projects", "get", "launch", "--json"]).await;
+    ran.assert_code(0);
+    assert_eq!(ran.json()["tags"], json!(["q3"]));
+    assert!(ran.json()["spend"].is_object(), "get carries spend");
+    cli.run(&["projects", "get", "nope"]).await.assert_code(4);
+
+    let path = cli.home.path().join("launch.json");
+    let ran = cli
+        .run(&["projects", "export", "launch", "--output", path.to_str().unwrap()])
+        .await;
+    ran.assert_code(0);
+    assert_eq!(mode(&path), 0o600, "the manifest is private");
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(manifest["format"], "alumia.project-export");
+    assert_eq!(manifest["project"]["name"], "Launch");
+    let read = alumia_core::portability::read(&manifest).expect("a manifest");
+    assert!(read.checksum_valid, "the written manifest verifies");
+    // To stdout without --output.
+    let ran = cli.run(&["projects", "export", "launch"]).await;
+    ran.assert_code(0);
+    assert_eq!(ran.json()["project"], manifest["project"]);
+}

@@ -464,3 +464,78 @@ async fn another_orgs_objects_are_not_found_and_a_revoked_key_stops_working() {
     .await;
     assert_eq!(res.status(), 401);
 }
+
+#[tokio::test]
+async fn project_and_canvas_tools_read_and_write_through_rest() {
+    let (app, owner, _key) = app_with_owner().await;
+    let (read, _) = owner.mint_key("read", Some(vec!["mcp:read"])).await;
+    let (write, _) = owner
+        .mint_key("write", Some(vec!["mcp:read", "mcp:write"]))
+        .await;
+    let names = tool_names(&app, &read).await;
+    for tool in ["projects_list", "project_get", "canvas_get", "blocks_list"] {
+        assert!(names.iter().any(|n| n == tool), "{tool}: {names:?}");
+    }
+    for tool in ["projects_create", "blocks_create", "blocks_update"] {
+        assert!(!names.iter().any(|n| n == tool), "{tool} needs mcp:write");
+    }
+
+    let created = call(&app, &write, "projects_create", json!({"name": "Launch"})).await;
+    let project = created["result"]["structuredContent"].clone();
+    assert_eq!(project["slug"], "launch", "{created}");
+    let pid = project["id"].as_str().unwrap().to_string();
+    let made = call(
+        &app,
+        &write,
+        "blocks_create",
+        json!({"projectId": pid, "type": "data", "title": "Notes",
+               "data": {"type": "markdown", "markdown": "hello"}}),
+    )
+    .await;
+    let block = made["result"]["structuredContent"].clone();
+    assert_eq!(made["result"]["isError"], false, "{made}");
+    let bid = block["id"].as_str().unwrap().to_string();
+
+    // expectedUpdatedAt: the first write wins, a second with the same
+    // revision is refused with the current one.
+    let first = call(
+        &app,
+        &write,
+        "blocks_update",
+        json!({"id": bid, "title": "Notes 2", "expectedUpdatedAt": block["updatedAt"]}),
+    )
+    .await;
+    assert_eq!(first["result"]["isError"], false, "{first}");
+    let stale = call(
+        &app,
+        &write,
+        "blocks_update",
+        json!({"id": bid, "title": "Lost", "expectedUpdatedAt": block["updatedAt"]}),
+    )
+    .await;
+    assert_eq!(stale["result"]["isError"], true, "{stale}");
+    assert_eq!(stale["result"]["structuredContent"]["status"], 409);
+    assert_eq!(
+        stale["result"]["structuredContent"]["error"]["reason"],
+        "stale_revision"
+    );
+
+    let canvas = call(&app, &read, "canvas_get", json!({"id": "launch"})).await;
+    let canvas = &canvas["result"]["structuredContent"];
+    assert_eq!(canvas["blocks"][0]["title"], "Notes 2", "{canvas}");
+    let blocks = call(&app, &read, "blocks_list", json!({"projectId": "launch"})).await;
+    assert_eq!(
+        blocks["result"]["structuredContent"]["items"][0]["data"]["markdown"],
+        "hello",
+        "{blocks}"
+    );
+    let list = call(&app, &read, "projects_list", json!({"q": "laun"})).await;
+    assert_eq!(
+        list["result"]["structuredContent"]["items"][0]["id"],
+        pid.as_str()
+    );
+    let got = call(&app, &read, "project_get", json!({"id": pid})).await;
+    assert_eq!(got["result"]["structuredContent"]["name"], "Launch");
+    let refused = call(&app, &read, "blocks_list", json!({"projectId": ".."})).await;
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+}
