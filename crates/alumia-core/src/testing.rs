@@ -32,9 +32,11 @@ use crate::new_id;
 use crate::scope::OrgScope;
 use crate::store::{PageRequest, Store, StoreResult};
 
+mod blocks;
 mod chat;
 mod device;
 mod projects;
+pub use blocks::*;
 pub use chat::*;
 pub use device::*;
 pub use projects::*;
@@ -98,6 +100,10 @@ macro_rules! store_contract_tests {
             projects_create_with_folder_and_resolve_by_id_or_slug,
             projects_list_visible_filtered_and_paged,
             projects_update_and_delete_cascade_to_folder_and_sessions,
+            blocks_are_scoped_by_org_and_project_and_paged_in_creation_order,
+            block_updates_compare_and_set_with_one_winner,
+            block_positions_are_all_or_nothing,
+            block_revisions_record_agent_writes_and_restore,
             tenant_isolation,
         );
     };

@@ -25,6 +25,8 @@ struct Script {
     loops: Vec<(String, String)>,
     reason: Option<String>,
     error: Option<String>,
+    /// Fails the first call after tool results (a turn that wrote, then failed).
+    error_after_tools: Option<String>,
     delay: Option<Duration>,
     echo: String,
 }
@@ -54,6 +56,7 @@ fn parse(text: &str) -> Script {
             }
             "/reason" => script.reason = Some(rest.to_string()),
             "/error" => script.error = Some(rest.to_string()),
+            "/error-after-tools" => script.error_after_tools = Some(rest.to_string()),
             "/delay" => {
                 if let Ok(ms) = rest.parse::<u64>() {
                     script.delay = Some(Duration::from_millis(ms.min(MAX_DELAY_MS)));
@@ -129,6 +132,9 @@ impl DevEcho {
         let script = parse(text);
         let first_call = after.is_empty();
         if first_call && let Some(message) = &script.error {
+            return Err(ModelError::Scripted(format!("dev/echo error: {message}")));
+        }
+        if !first_call && let Some(message) = &script.error_after_tools {
             return Err(ModelError::Scripted(format!("dev/echo error: {message}")));
         }
 
