@@ -487,19 +487,20 @@ fn tool_outputs(chunks: &[(String, Value)]) -> Vec<Result<Value, String>> {
         .collect()
 }
 
-async fn canvas_agent(app: &TestApp, key: &str) -> String {
-    let (status, body) = post(app, key, "/api/v1/agents", json!({"name": "Painter",
+/// An agent allowed the canvas tools (tool lists need a browser step-up).
+async fn canvas_agent(owner: &alumia_testkit::Browser) -> String {
+    let (status, body) = read(owner.post("/api/v1/agents", json!({"name": "Painter",
         "allowedTools": ["data_block", "show", "list_blocks", "search_blocks", "message_agent"],
-        "allowedPeers": ["*"]})).await;
+        "allowedPeers": ["*"]})).await).await;
     assert_eq!(status, 201, "{body}");
     body["data"]["id"].as_str().unwrap().to_string()
 }
 
 #[tokio::test]
 async fn agent_tools_write_blocks_and_the_canvas_derives_edges() {
-    let (app, _, key) = app_with_owner().await;
+    let (app, owner, key) = app_with_owner().await;
     let pid = project(&app, &key, "Agents").await;
-    let painter = canvas_agent(&app, &key).await;
+    let painter = canvas_agent(&owner).await;
     let (sid, chunks) = turn(&app, &key, &painter, &pid, "/tool data_block {\"title\": \"KPIs\", \"spec\": {\"type\": \"metric\", \"label\": \"MRR\", \"value\": 5}}\n/tool show {\"primitive\": \"code\", \"title\": \"snippet\", \"data\": {\"code\": \"fn main() {}\"}}\n/tool data_block {\"title\": \"bad\", \"spec\": {\"type\": \"gauge\"}}").await;
     let outs = tool_outputs(&chunks);
     assert_eq!(outs.len(), 3, "{chunks:?}");
@@ -554,12 +555,12 @@ async fn agent_tools_write_blocks_and_the_canvas_derives_edges() {
 
 #[tokio::test]
 async fn restore_last_run_undoes_what_the_failed_turn_wrote() {
-    let (app, _, key) = app_with_owner().await;
+    let (app, owner, key) = app_with_owner().await;
     let pid = project(&app, &key, "Restore").await;
     let path = format!("/api/v1/projects/{pid}/restore-last-run");
     let (status, body) = post(&app, &key, &path, json!({})).await;
     assert_error(status, &body, 404, "NOT_FOUND", "no_failed_run");
-    let painter = canvas_agent(&app, &key).await;
+    let painter = canvas_agent(&owner).await;
     let user_block = block(&app, &key, &pid, json!({"type": "data", "title": "Mine", "data": {"type": "markdown", "markdown": "v1"}})).await;
     let ub = user_block["id"].as_str().unwrap();
 
