@@ -189,7 +189,7 @@ pub struct BlockRevision {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpdateOutcome {
-    Updated(Block),
+    Updated(Box<Block>),
     /// `expected_updated_at` did not match: nothing changed; the current revision.
     Stale(i64),
 }
@@ -240,8 +240,12 @@ pub struct PositionUpdate {
 #[async_trait]
 pub trait BlockStore: Send + Sync {
     /// Inserts the block; with `run`, also a revision with no `before`.
-    async fn create_block(&self, org: &OrgScope, block: &Block, run: Option<RunRef>)
-    -> StoreResult<()>;
+    async fn create_block(
+        &self,
+        org: &OrgScope,
+        block: &Block,
+        run: Option<RunRef>,
+    ) -> StoreResult<()>;
     /// A live block.
     async fn get_block(&self, org: &OrgScope, id: Uuid) -> StoreResult<Option<Block>>;
     /// Live blocks of a project (`None`: org-context blocks), `created_at`
@@ -283,13 +287,19 @@ pub trait BlockStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> StoreResult<Vec<Uuid>>;
     /// Live sessions of the project with their agent and canvas position.
-    async fn list_session_nodes(&self, org: &OrgScope, project: Uuid)
-    -> StoreResult<Vec<SessionNode>>;
+    async fn list_session_nodes(
+        &self,
+        org: &OrgScope,
+        project: Uuid,
+    ) -> StoreResult<Vec<SessionNode>>;
     /// `(from, to)` session pairs of the project linked by peer messages:
     /// from every live session of the sending agent in the project to the
     /// recipient's session.
-    async fn list_peer_links(&self, org: &OrgScope, project: Uuid)
-    -> StoreResult<Vec<(Uuid, Uuid)>>;
+    async fn list_peer_links(
+        &self,
+        org: &OrgScope,
+        project: Uuid,
+    ) -> StoreResult<Vec<(Uuid, Uuid)>>;
     async fn create_edge(&self, org: &OrgScope, edge: &Edge) -> StoreResult<()>;
     async fn list_edges(&self, org: &OrgScope, project: Uuid) -> StoreResult<Vec<Edge>>;
     /// Hard delete. `NotFound` for no such edge of the project.
@@ -297,8 +307,11 @@ pub trait BlockStore: Send + Sync {
     /// The latest turn of the project's sessions that ended in error.
     async fn latest_failed_turn(&self, org: &OrgScope, project: Uuid) -> StoreResult<Option<Uuid>>;
     /// Revisions of a turn, oldest first.
-    async fn list_turn_revisions(&self, org: &OrgScope, turn: Uuid)
-    -> StoreResult<Vec<BlockRevision>>;
+    async fn list_turn_revisions(
+        &self,
+        org: &OrgScope,
+        turn: Uuid,
+    ) -> StoreResult<Vec<BlockRevision>>;
     /// In one transaction: writes each block back as given (undeleting it)
     /// and soft-deletes `delete`. Returns how many rows each changed.
     async fn restore_blocks(
@@ -349,7 +362,10 @@ pub fn check_dataspec(spec: &Value) -> DomainResult<()> {
         return Err(DomainError::invalid_with_reason(
             "unknown_dataspec_type",
             "data.type",
-            format!("unknown DataSpec type; one of {}", DATASPEC_TYPES.join(", ")),
+            format!(
+                "unknown DataSpec type; one of {}",
+                DATASPEC_TYPES.join(", ")
+            ),
         ));
     }
     let p = "data";
@@ -360,10 +376,16 @@ pub fn check_dataspec(spec: &Value) -> DomainResult<()> {
             if !spec.get("value").is_some_and(scalar) {
                 return Err(bad("data.value", "must be a string or a number"));
             }
-            if spec.get("delta").is_some_and(|d| !d.is_null() && !scalar(d)) {
+            if spec
+                .get("delta")
+                .is_some_and(|d| !d.is_null() && !scalar(d))
+            {
                 return Err(bad("data.delta", "must be a string or a number"));
             }
-            if spec.get("unit").is_some_and(|u| !u.is_null() && !u.is_string()) {
+            if spec
+                .get("unit")
+                .is_some_and(|u| !u.is_null() && !u.is_string())
+            {
                 return Err(bad("data.unit", "must be a string"));
             }
             Ok(())
@@ -401,10 +423,9 @@ pub fn check_dataspec(spec: &Value) -> DomainResult<()> {
                     .get("points")
                     .and_then(Value::as_array)
                     .ok_or_else(|| bad(&format!("{field}.points"), "must be an array"))?;
-                if points
-                    .iter()
-                    .any(|pt| !pt.get("x").is_some_and(scalar) || !pt.get("y").is_some_and(Value::is_number))
-                {
+                if points.iter().any(|pt| {
+                    !pt.get("x").is_some_and(scalar) || !pt.get("y").is_some_and(Value::is_number)
+                }) {
                     return Err(bad(
                         &format!("{field}.points"),
                         "each point must be {x: string|number, y: number}",
@@ -439,7 +460,10 @@ pub fn check_data(block_type: &str, data: &Value) -> DomainResult<()> {
         "mcp-app" => {
             need_str(data, "connectorSlug", p)?;
             need_str(data, "app", p)?;
-            if data.get("props").is_some_and(|v| !v.is_object() && !v.is_null()) {
+            if data
+                .get("props")
+                .is_some_and(|v| !v.is_object() && !v.is_null())
+            {
                 return Err(bad("data.props", "must be an object"));
             }
             Ok(())
@@ -475,8 +499,12 @@ pub fn check_data(block_type: &str, data: &Value) -> DomainResult<()> {
         "map" => {
             let c = data.get("center");
             let ok = c.is_some_and(|c| {
-                c.get("lat").and_then(Value::as_f64).is_some_and(|v| (-90.0..=90.0).contains(&v))
-                    && c.get("lng").and_then(Value::as_f64).is_some_and(|v| (-180.0..=180.0).contains(&v))
+                c.get("lat")
+                    .and_then(Value::as_f64)
+                    .is_some_and(|v| (-90.0..=90.0).contains(&v))
+                    && c.get("lng")
+                        .and_then(Value::as_f64)
+                        .is_some_and(|v| (-180.0..=180.0).contains(&v))
             });
             if ok {
                 Ok(())
@@ -490,7 +518,10 @@ pub fn check_data(block_type: &str, data: &Value) -> DomainResult<()> {
 
 pub fn check_title(title: &str) -> DomainResult<()> {
     if validate::char_len(title) > MAX_TITLE {
-        return Err(DomainError::invalid("title", "must be at most 255 characters"));
+        return Err(DomainError::invalid(
+            "title",
+            "must be at most 255 characters",
+        ));
     }
     Ok(())
 }
@@ -617,9 +648,13 @@ pub fn default_session_position(index: usize) -> Position {
 pub enum BlockError {
     Domain(DomainError),
     /// `409 stale_revision`, `details.currentUpdatedAt` (millis).
-    StaleRevision { current: i64 },
+    StaleRevision {
+        current: i64,
+    },
     /// `400 invalid_reference`, `details.ids`.
-    InvalidReference { ids: Vec<Uuid> },
+    InvalidReference {
+        ids: Vec<Uuid>,
+    },
     /// `400 invalid_layout`: the model's arrangement was unusable.
     InvalidLayout(String),
     /// `404 no_failed_run`.
@@ -805,12 +840,17 @@ impl Blocks<'_> {
             .update_block(&p.org, id, &patch, expected, self.now, run)
             .await?
         {
-            UpdateOutcome::Updated(b) => Ok(b),
+            UpdateOutcome::Updated(b) => Ok(*b),
             UpdateOutcome::Stale(current) => Err(BlockError::StaleRevision { current }),
         }
     }
 
-    pub async fn delete(&self, p: &Principal, id: Uuid, run: Option<RunRef>) -> DomainResult<Block> {
+    pub async fn delete(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        run: Option<RunRef>,
+    ) -> DomainResult<Block> {
         let block = self.get(p, id).await?;
         self.store.delete_block(&p.org, id, self.now, run).await?;
         Ok(block)
@@ -838,7 +878,11 @@ impl Blocks<'_> {
     }
 
     /// Session nodes with a position each (stored or the default column).
-    pub async fn session_nodes(&self, p: &Principal, project: &Project) -> DomainResult<Vec<SessionNode>> {
+    pub async fn session_nodes(
+        &self,
+        p: &Principal,
+        project: &Project,
+    ) -> DomainResult<Vec<SessionNode>> {
         let mut nodes = self.store.list_session_nodes(&p.org, project.id).await?;
         for (i, n) in nodes.iter_mut().enumerate() {
             if n.position.is_none() {
@@ -941,7 +985,12 @@ impl Blocks<'_> {
         Ok(edge)
     }
 
-    pub async fn delete_edge(&self, p: &Principal, project: &Project, id: Uuid) -> DomainResult<()> {
+    pub async fn delete_edge(
+        &self,
+        p: &Principal,
+        project: &Project,
+        id: Uuid,
+    ) -> DomainResult<()> {
         Ok(self.store.delete_edge(&p.org, project.id, id).await?)
     }
 
@@ -1002,7 +1051,11 @@ impl Blocks<'_> {
     }
 
     /// Restores what the latest failed turn of the project touched.
-    pub async fn restore_last_run(&self, p: &Principal, project: &Project) -> BlockResult<RestoreReport> {
+    pub async fn restore_last_run(
+        &self,
+        p: &Principal,
+        project: &Project,
+    ) -> BlockResult<RestoreReport> {
         let turn = self
             .store
             .latest_failed_turn(&p.org, project.id)
@@ -1042,8 +1095,14 @@ mod tests {
             grid_position("p", 13.0, 35.0, Some(100.0), None).unwrap(),
             (24, 24, Some(96), None)
         );
-        assert_eq!(grid_position("p", -11.0, 0.0, Some(1.0), None).unwrap().0, 0);
-        assert_eq!(grid_position("p", 0.0, 0.0, Some(1.0), None).unwrap().2, Some(24));
+        assert_eq!(
+            grid_position("p", -11.0, 0.0, Some(1.0), None).unwrap().0,
+            0
+        );
+        assert_eq!(
+            grid_position("p", 0.0, 0.0, Some(1.0), None).unwrap().2,
+            Some(24)
+        );
         assert!(grid_position("p", 2e6, 0.0, None, None).is_err());
         assert!(grid_position("p", 0.0, 0.0, Some(0.0), None).is_err());
         assert!(grid_position("p", 0.0, 0.0, None, Some(5000.0)).is_err());
@@ -1058,12 +1117,22 @@ mod tests {
         let second = next_free_slot(&[first], w, h);
         assert_eq!((second.x, second.y), (w + GRID, 0));
         let row: Vec<Position> = (0..4)
-            .map(|c| Position { x: c * (w + GRID), y: 0, width: w, height: h })
+            .map(|c| Position {
+                x: c * (w + GRID),
+                y: 0,
+                width: w,
+                height: h,
+            })
             .collect();
         let next = next_free_slot(&row, w, h);
         assert_eq!((next.x, next.y), (0, h + GRID), "a full row wraps");
         // A hand-placed block in the second slot is skipped.
-        let odd = Position { x: w + GRID + 24, y: 24, width: 48, height: 48 };
+        let odd = Position {
+            x: w + GRID + 24,
+            y: 24,
+            width: 48,
+            height: 48,
+        };
         let after = next_free_slot(&[first, odd], w, h);
         assert_eq!((after.x, after.y), (2 * (w + GRID), 0));
     }
@@ -1074,10 +1143,22 @@ mod tests {
             Err(DomainError::Validation { reason, .. }) => reason,
             other => panic!("expected a 422 for {v}: {other:?}"),
         };
-        assert_eq!(reason(json!({"type": "pie-chart"})), Some("unknown_dataspec_type"));
-        assert_eq!(reason(json!({"markdown": "x"})), Some("unknown_dataspec_type"));
-        assert_eq!(reason(json!({"type": "markdown"})), Some("invalid_block_data"));
-        assert_eq!(reason(json!({"type": "metric", "label": "x"})), Some("invalid_block_data"));
+        assert_eq!(
+            reason(json!({"type": "pie-chart"})),
+            Some("unknown_dataspec_type")
+        );
+        assert_eq!(
+            reason(json!({"markdown": "x"})),
+            Some("unknown_dataspec_type")
+        );
+        assert_eq!(
+            reason(json!({"type": "markdown"})),
+            Some("invalid_block_data")
+        );
+        assert_eq!(
+            reason(json!({"type": "metric", "label": "x"})),
+            Some("invalid_block_data")
+        );
         assert_eq!(
             reason(json!({"type": "table", "columns": [{"key": "a"}], "rows": []})),
             Some("invalid_block_data")
@@ -1087,7 +1168,9 @@ mod tests {
             Some("invalid_block_data")
         );
         assert_eq!(
-            reason(json!({"type": "chart", "kind": "bar", "series": [{"name": "s", "points": [{"x": 1, "y": "a"}]}]})),
+            reason(
+                json!({"type": "chart", "kind": "bar", "series": [{"name": "s", "points": [{"x": 1, "y": "a"}]}]})
+            ),
             Some("invalid_block_data")
         );
         for ok in [
@@ -1112,9 +1195,27 @@ mod tests {
         assert!(check_data("document", &json!({})).is_err());
         assert!(check_data("map", &json!({"center": {"lat": 1, "lng": 2}})).is_ok());
         assert!(check_data("map", &json!({"center": {"lat": 100, "lng": 2}})).is_err());
-        assert!(check_data("app", &json!({"files": {"index.html": "<p>"}, "entry": "index.html"})).is_ok());
-        assert!(check_data("app", &json!({"files": {"index.html": "<p>"}, "entry": "main.js"})).is_err());
-        assert!(check_data("mcp-app", &json!({"connectorSlug": "gh", "app": "issues", "props": {}})).is_ok());
+        assert!(
+            check_data(
+                "app",
+                &json!({"files": {"index.html": "<p>"}, "entry": "index.html"})
+            )
+            .is_ok()
+        );
+        assert!(
+            check_data(
+                "app",
+                &json!({"files": {"index.html": "<p>"}, "entry": "main.js"})
+            )
+            .is_err()
+        );
+        assert!(
+            check_data(
+                "mcp-app",
+                &json!({"connectorSlug": "gh", "app": "issues", "props": {}})
+            )
+            .is_ok()
+        );
         assert!(check_data("mcp-app", &json!({"app": "issues"})).is_err());
         for t in SHOW_PRIMITIVES {
             assert!(is_block_type(t));
@@ -1131,12 +1232,28 @@ mod tests {
             block_type: "document".into(),
             title: String::new(),
             data: json!({}),
-            position: Position { x: 999, y: 999, width: w, height: h },
-            created_by: CreatedBy { kind: "user".into(), id: Uuid::nil(), session_id: None, turn_id: None },
+            position: Position {
+                x: 999,
+                y: 999,
+                width: w,
+                height: h,
+            },
+            created_by: CreatedBy {
+                kind: "user".into(),
+                id: Uuid::nil(),
+                session_id: None,
+                turn_id: None,
+            },
             created_at: from_millis(0),
             updated_at: from_millis(0),
         };
-        let blocks = [b(1, 48, 48), b(2, 96, 24), b(3, 24, 96), b(4, 24, 24), b(5, 24, 24)];
+        let blocks = [
+            b(1, 48, 48),
+            b(2, 96, 24),
+            b(3, 24, 96),
+            b(4, 24, 24),
+            b(5, 24, 24),
+        ];
         let out = arrange_grid(&blocks);
         assert_eq!(out, arrange_grid(&blocks));
         let pos: Vec<(i64, i64)> = out.iter().map(|(_, p)| (p.x, p.y)).collect();
@@ -1153,8 +1270,18 @@ mod tests {
             block_type: "data".into(),
             title: "t".into(),
             data: json!({"type": "markdown", "markdown": "m"}),
-            position: Position { x: 24, y: 48, width: 72, height: 96 },
-            created_by: CreatedBy { kind: "agent".into(), id: new_id(), session_id: Some(new_id()), turn_id: None },
+            position: Position {
+                x: 24,
+                y: 48,
+                width: 72,
+                height: 96,
+            },
+            created_by: CreatedBy {
+                kind: "agent".into(),
+                id: new_id(),
+                session_id: Some(new_id()),
+                turn_id: None,
+            },
             created_at: from_millis(1_000),
             updated_at: from_millis(2_000),
         };

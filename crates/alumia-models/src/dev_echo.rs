@@ -371,6 +371,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn error_after_tools_lets_the_tools_run_then_fails() {
+        let mut request = user("/tool echo {}\n/error-after-tools late");
+        let step1 = run(request.clone()).await.expect("the tool step runs");
+        assert!(
+            step1
+                .iter()
+                .any(|e| matches!(e, ModelEvent::ToolCallReady { .. }))
+        );
+        request.messages.push(PromptMessage::ToolResult {
+            call_id: "call_1".into(),
+            name: "echo".into(),
+            output: "{}".into(),
+            is_error: false,
+        });
+        let err = run(request).await.unwrap_err();
+        assert_eq!(err.user_text(), "dev/echo error: late");
+    }
+
+    #[tokio::test]
     async fn delay_paces_deltas_and_is_capped() {
         assert_eq!(
             parse("/delay 999999").delay,

@@ -64,7 +64,9 @@ fn summary(b: &Block) -> Value {
 async fn project(ctx: &ToolCtx) -> Result<Option<Project>, DomainError> {
     match ctx.session.project_id {
         Some(id) => Ok(Some(
-            service(ctx).project(&ctx.principal, &id.to_string()).await?,
+            service(ctx)
+                .project(&ctx.principal, &id.to_string())
+                .await?,
         )),
         None => Ok(None),
     }
@@ -86,7 +88,12 @@ fn creator(ctx: &ToolCtx) -> CreatedBy {
     }
 }
 
-async fn create(ctx: &ToolCtx, block_type: &str, title: String, data: Value) -> Result<Value, DomainError> {
+async fn create(
+    ctx: &ToolCtx,
+    block_type: &str,
+    title: String,
+    data: Value,
+) -> Result<Value, DomainError> {
     let project = project(ctx).await?;
     let block = service(ctx)
         .create(
@@ -124,7 +131,8 @@ pub(crate) async fn call(ctx: &ToolCtx, name: &str, input: &Value) -> Result<Val
                     let blocks = service(ctx);
                     // Only a block of this session's canvas may be rewritten.
                     let current = blocks.get(&ctx.principal, id).await?;
-                    if current.project_id != ctx.session.project_id || current.block_type != "data" {
+                    if current.project_id != ctx.session.project_id || current.block_type != "data"
+                    {
                         return Err(DomainError::NotFound);
                     }
                     let patch = BlockPatch {

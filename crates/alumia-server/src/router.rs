@@ -112,7 +112,9 @@ pub fn authed_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/blocks/arrange", post(blocks::arrange)),
         (
             "/api/v1/blocks/{id}",
-            get(blocks::get).patch(blocks::update).delete(blocks::delete),
+            get(blocks::get)
+                .patch(blocks::update)
+                .delete(blocks::delete),
         ),
         ("/api/v1/chat", post(chat::chat)),
         ("/api/v1/chat/{sessionId}/stop", post(chat::stop)),

@@ -136,7 +136,8 @@ impl From<SessionNodeRow> for SessionNode {
 }
 
 /// The next revision after `old` written at `now`.
-pub(crate) const NEXT_REVISION: &str = "CASE WHEN $NOW > updated_at THEN $NOW ELSE updated_at + 1 END";
+pub(crate) const NEXT_REVISION: &str =
+    "CASE WHEN $NOW > updated_at THEN $NOW ELSE updated_at + 1 END";
 
 macro_rules! impl_block_store {
     ($store:ty) => {
@@ -323,7 +324,7 @@ macro_rules! impl_block_store {
                         revision_in(&mut *tx, &org_id, id, run, before.as_ref(), now).await?;
                     }
                     tx.commit().await.map_err(err)?;
-                    Ok(UpdateOutcome::Updated(Block::from(row)))
+                    Ok(UpdateOutcome::Updated(Box::new(Block::from(row))))
                 }
 
                 async fn delete_block(

@@ -41,17 +41,20 @@ impl From<BlockError> for ApiError {
                 "the block changed since that revision; re-read it and retry",
             )
             .reason("stale_revision")
-            .details(json!({ "currentUpdatedAt": format_ts(alumia_core::clock::from_millis(current)) })),
+            .details(
+                json!({ "currentUpdatedAt": format_ts(alumia_core::clock::from_millis(current)) }),
+            ),
             BlockError::InvalidReference { ids } => ApiError::bad_request(
                 "invalid_reference",
                 "some ids are not live blocks or sessions of this project; nothing changed",
             )
             .details(json!({ "ids": ids })),
             BlockError::InvalidLayout(why) => ApiError::bad_request("invalid_layout", why),
-            BlockError::NoFailedRun => {
-                ApiError::new(ErrorCode::NotFound, "no turn of this project ended in error")
-                    .reason("no_failed_run")
-            }
+            BlockError::NoFailedRun => ApiError::new(
+                ErrorCode::NotFound,
+                "no turn of this project ended in error",
+            )
+            .reason("no_failed_run"),
         }
     }
 }
@@ -238,15 +241,10 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let blocks = service(&state);
     let project = match req.project_id.as_deref() {
-        Some(raw) => Some(
-            blocks
-                .project(&p, raw)
-                .await
-                .map_err(|e| match e {
-                    DomainError::NotFound => DomainError::invalid_reference("projectId"),
-                    other => other,
-                })?,
-        ),
+        Some(raw) => Some(blocks.project(&p, raw).await.map_err(|e| match e {
+            DomainError::NotFound => DomainError::invalid_reference("projectId"),
+            other => other,
+        })?),
         None => None,
     };
     let input = new_block(req)?;
@@ -354,7 +352,9 @@ pub async fn positions(
         let field = format!("positions[{i}]");
         let kind = item.kind.clone().unwrap_or_else(|| "block".into());
         if kind != "block" && kind != "session" {
-            return Err(DomainError::invalid(&format!("{field}.kind"), "must be block or session").into());
+            return Err(
+                DomainError::invalid(&format!("{field}.kind"), "must be block or session").into(),
+            );
         }
         let (x, y, width, height) = grid_position(&field, item.x, item.y, item.width, item.height)?;
         match Uuid::parse_str(&item.id) {
@@ -566,8 +566,10 @@ async fn ai_layout(state: &AppState, targets: &[Block]) -> Result<Vec<(Uuid, Pos
         .ok_or_else(|| invalid("no default model is available for an AI layout"))?;
     let listing: Vec<Value> = targets
         .iter()
-        .map(|b| json!({"id": b.id, "type": b.block_type, "title": b.title,
-                        "width": b.position.width, "height": b.position.height}))
+        .map(|b| {
+            json!({"id": b.id, "type": b.block_type, "title": b.title,
+                        "width": b.position.width, "height": b.position.height})
+        })
         .collect();
     let request = ModelRequest {
         model: entry.model.clone(),
@@ -626,7 +628,9 @@ fn parse_layout(text: &str, targets: &[Block]) -> Result<Vec<(Uuid, Position)>, 
         }
         let num = |k: &str| item[k].as_i64().ok_or(format!("{k} must be an integer"));
         let (x, y, w, h) = (num("x")?, num("y")?, num("width")?, num("height")?);
-        let on_grid = [x, y, w, h].iter().all(|v| v % alumia_core::blocks::GRID == 0);
+        let on_grid = [x, y, w, h]
+            .iter()
+            .all(|v| v % alumia_core::blocks::GRID == 0);
         let in_range = x.abs() <= alumia_core::blocks::MAX_COORD
             && y.abs() <= alumia_core::blocks::MAX_COORD
             && (1..=alumia_core::blocks::MAX_SIZE).contains(&w)
@@ -634,7 +638,15 @@ fn parse_layout(text: &str, targets: &[Block]) -> Result<Vec<(Uuid, Position)>, 
         if !on_grid || !in_range {
             return Err("a position is off the grid or out of range".into());
         }
-        out.push((id, Position { x, y, width: w, height: h }));
+        out.push((
+            id,
+            Position {
+                x,
+                y,
+                width: w,
+                height: h,
+            },
+        ));
     }
     if out.len() != targets.len() {
         return Err("the layout leaves blocks out".into());

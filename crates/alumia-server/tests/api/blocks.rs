@@ -43,7 +43,13 @@ pub(crate) async fn project(app: &TestApp, key: &str, name: &str) -> String {
 
 /// Creates a block in `project`; panics unless 201.
 pub(crate) async fn block(app: &TestApp, key: &str, project: &str, body: Value) -> Value {
-    let (status, body) = post(app, key, &format!("/api/v1/projects/{project}/blocks"), body).await;
+    let (status, body) = post(
+        app,
+        key,
+        &format!("/api/v1/projects/{project}/blocks"),
+        body,
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     body["data"].clone()
 }
@@ -94,10 +100,17 @@ async fn blocks_create_read_update_and_soft_delete() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["title"], "Revenue");
     assert_eq!(body["data"]["data"], b["data"]);
-    assert!(body["data"]["updatedAt"].as_str() > b["updatedAt"].as_str(), "updatedAt strictly increases");
+    assert!(
+        body["data"]["updatedAt"].as_str() > b["updatedAt"].as_str(),
+        "updatedAt strictly increases"
+    );
     let (status, body) = patch(&app, &key, &path, json!({"position": {"x": 0, "y": 0}})).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["data"]["position"], json!({"x": 0, "y": 0, "width": 96, "height": 192}), "sizes left out are kept");
+    assert_eq!(
+        body["data"]["position"],
+        json!({"x": 0, "y": 0, "width": 96, "height": 192}),
+        "sizes left out are kept"
+    );
     // A block never changes project.
     let other = project(&app, &key, "Other").await;
     let (status, body) = patch(&app, &key, &path, json!({"projectId": other})).await;
@@ -109,17 +122,30 @@ async fn blocks_create_read_update_and_soft_delete() {
     let (status, body) = post(&app, &key, "/api/v1/blocks", doc("loose")).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["data"]["projectId"], Value::Null);
-    let (status, body) = post(&app, &key, "/api/v1/blocks", json!({"projectId": pid, "type": "code", "data": {"code": "x"}})).await;
+    let (status, body) = post(
+        &app,
+        &key,
+        "/api/v1/blocks",
+        json!({"projectId": pid, "type": "code", "data": {"code": "x"}}),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["data"]["projectId"], pid.as_str());
 
     let (status, body) = delete(&app, &key, &path).await;
     assert_eq!(status, 200, "{body}");
-    for (status, body) in [get(&app, &key, &path).await, delete(&app, &key, &path).await] {
+    for (status, body) in [
+        get(&app, &key, &path).await,
+        delete(&app, &key, &path).await,
+    ] {
         assert_error(status, &body, 404, "NOT_FOUND", "not_found");
     }
     let (_, list) = get(&app, &key, &format!("/api/v1/projects/{pid}/blocks")).await;
-    assert_eq!(list["data"]["items"].as_array().unwrap().len(), 1, "deleted blocks are not listed");
+    assert_eq!(
+        list["data"]["items"].as_array().unwrap().len(),
+        1,
+        "deleted blocks are not listed"
+    );
 }
 
 #[tokio::test]
@@ -128,31 +154,82 @@ async fn block_validation_refuses_bad_types_shapes_sizes_and_titles() {
     let pid = project(&app, &key, "Checks").await;
     let path = format!("/api/v1/projects/{pid}/blocks");
     let cases = [
-        (json!({"type": "data", "data": {"type": "pie-chart"}}), "unknown_dataspec_type"),
-        (json!({"type": "data", "data": {"markdown": "no type"}}), "unknown_dataspec_type"),
-        (json!({"type": "data", "data": {"type": "markdown"}}), "invalid_block_data"),
-        (json!({"type": "data", "data": {"type": "metric", "value": 3}}), "invalid_block_data"),
-        (json!({"type": "data", "data": {"type": "table", "columns": [{"key": "a"}], "rows": []}}), "invalid_block_data"),
-        (json!({"type": "data", "data": {"type": "chart", "kind": "radar", "series": []}}), "invalid_block_data"),
-        (json!({"type": "data", "data": {"type": "chart", "kind": "bar", "series": [{"name": "s", "points": [{"x": 1}]}]}}), "invalid_block_data"),
-        (json!({"type": "map", "data": {"center": {"lat": 91, "lng": 0}}}), "invalid_block_data"),
-        (json!({"type": "app", "data": {"files": {"a.html": "x"}, "entry": "b.html"}}), "invalid_block_data"),
+        (
+            json!({"type": "data", "data": {"type": "pie-chart"}}),
+            "unknown_dataspec_type",
+        ),
+        (
+            json!({"type": "data", "data": {"markdown": "no type"}}),
+            "unknown_dataspec_type",
+        ),
+        (
+            json!({"type": "data", "data": {"type": "markdown"}}),
+            "invalid_block_data",
+        ),
+        (
+            json!({"type": "data", "data": {"type": "metric", "value": 3}}),
+            "invalid_block_data",
+        ),
+        (
+            json!({"type": "data", "data": {"type": "table", "columns": [{"key": "a"}], "rows": []}}),
+            "invalid_block_data",
+        ),
+        (
+            json!({"type": "data", "data": {"type": "chart", "kind": "radar", "series": []}}),
+            "invalid_block_data",
+        ),
+        (
+            json!({"type": "data", "data": {"type": "chart", "kind": "bar", "series": [{"name": "s", "points": [{"x": 1}]}]}}),
+            "invalid_block_data",
+        ),
+        (
+            json!({"type": "map", "data": {"center": {"lat": 91, "lng": 0}}}),
+            "invalid_block_data",
+        ),
+        (
+            json!({"type": "app", "data": {"files": {"a.html": "x"}, "entry": "b.html"}}),
+            "invalid_block_data",
+        ),
         (json!({"type": "widget", "data": {}}), "unknown_block_type"),
-        (json!({"type": "document", "data": {"content": "x".repeat(100 * 1024)}}), "block_data_too_large"),
+        (
+            json!({"type": "document", "data": {"content": "x".repeat(100 * 1024)}}),
+            "block_data_too_large",
+        ),
     ];
     for (body, reason) in cases {
         let (status, resp) = post(&app, &key, &path, body.clone()).await;
         assert_error(status, &resp, 422, "VALIDATION_ERROR", reason);
     }
-    let (status, resp) = post(&app, &key, &path, json!({"type": "document", "title": "t".repeat(256), "data": {"content": "x"}})).await;
+    let (status, resp) = post(
+        &app,
+        &key,
+        &path,
+        json!({"type": "document", "title": "t".repeat(256), "data": {"content": "x"}}),
+    )
+    .await;
     assert_eq!(status, 422, "{resp}");
-    assert!(resp["error"]["details"]["fields"]["title"].is_string(), "{resp}");
-    let (status, resp) = post(&app, &key, &path, json!({"type": "document", "data": {"content": "x"}, "position": {"x": 5e6, "y": 0}})).await;
+    assert!(
+        resp["error"]["details"]["fields"]["title"].is_string(),
+        "{resp}"
+    );
+    let (status, resp) = post(
+        &app,
+        &key,
+        &path,
+        json!({"type": "document", "data": {"content": "x"}, "position": {"x": 5e6, "y": 0}}),
+    )
+    .await;
     assert_eq!(status, 422, "{resp}");
     // Nothing was stored, and the 255-character title and 4 KPI types pass.
     let (_, list) = get(&app, &key, &path).await;
     assert_eq!(list["data"]["items"], json!([]));
-    block(&app, &key, &pid, json!({"type": "document", "title": "t".repeat(255), "data": {"content": "x"}})).await;
+    block(
+        &app,
+        &key,
+        &pid,
+        json!({"type": "document", "title": "t".repeat(255), "data": {"content": "x"}}),
+    )
+    .await;
     for spec in [
         json!({"type": "markdown", "markdown": "# hi"}),
         json!({"type": "table", "columns": [{"key": "a", "label": "A"}], "rows": [{"a": 1}]}),
@@ -162,9 +239,27 @@ async fn block_validation_refuses_bad_types_shapes_sizes_and_titles() {
         block(&app, &key, &pid, json!({"type": "data", "data": spec})).await;
     }
     // A PATCH is checked against the block's type too.
-    let b = block(&app, &key, &pid, json!({"type": "data", "data": {"type": "markdown", "markdown": "m"}})).await;
-    let (status, resp) = patch(&app, &key, &format!("/api/v1/blocks/{}", b["id"].as_str().unwrap()), json!({"data": {"type": "gauge"}})).await;
-    assert_error(status, &resp, 422, "VALIDATION_ERROR", "unknown_dataspec_type");
+    let b = block(
+        &app,
+        &key,
+        &pid,
+        json!({"type": "data", "data": {"type": "markdown", "markdown": "m"}}),
+    )
+    .await;
+    let (status, resp) = patch(
+        &app,
+        &key,
+        &format!("/api/v1/blocks/{}", b["id"].as_str().unwrap()),
+        json!({"data": {"type": "gauge"}}),
+    )
+    .await;
+    assert_error(
+        status,
+        &resp,
+        422,
+        "VALIDATION_ERROR",
+        "unknown_dataspec_type",
+    );
 }
 
 #[tokio::test]
@@ -173,8 +268,13 @@ async fn another_orgs_and_invisible_projects_blocks_and_edges_are_404() {
     let pid = project(&app, &key, "Acme board").await;
     let b = block(&app, &key, &pid, doc("secret")).await;
     let bid = b["id"].as_str().unwrap();
-    let (status, body) = post(&app, &key, &format!("/api/v1/projects/{pid}/edges"),
-        json!({"from": {"kind": "block", "id": bid}, "to": {"kind": "block", "id": bid}})).await;
+    let (status, body) = post(
+        &app,
+        &key,
+        &format!("/api/v1/projects/{pid}/edges"),
+        json!({"from": {"kind": "block", "id": bid}, "to": {"kind": "block", "id": bid}}),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     let eid = body["data"]["id"].as_str().unwrap().to_string();
     let (_, org_block) = post(&app, &key, "/api/v1/blocks", doc("org")).await;
@@ -184,7 +284,13 @@ async fn another_orgs_and_invisible_projects_blocks_and_edges_are_404() {
     let (eve_key, _) = eve.mint_key("eve", None).await;
     let bob = add_user(&app, "bob@example.com", "acme", Some(Role::Member)).await;
     let (bob_key, _) = bob.mint_key("bob", None).await;
-    let (status, body) = post(&app, &key, "/api/v1/projects", json!({"name": "Mine", "visibility": "private"})).await;
+    let (status, body) = post(
+        &app,
+        &key,
+        "/api/v1/projects",
+        json!({"name": "Mine", "visibility": "private"}),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     let private = body["data"]["id"].as_str().unwrap().to_string();
     let hidden = block(&app, &key, &private, doc("hidden")).await;
@@ -192,36 +298,85 @@ async fn another_orgs_and_invisible_projects_blocks_and_edges_are_404() {
     let cases: Vec<(&str, String, &str)> = vec![
         ("eve", format!("/api/v1/blocks/{bid}"), "block"),
         ("eve", format!("/api/v1/blocks/{org_bid}"), "org block"),
-        ("eve", format!("/api/v1/projects/{pid}/blocks"), "project blocks"),
+        (
+            "eve",
+            format!("/api/v1/projects/{pid}/blocks"),
+            "project blocks",
+        ),
         ("eve", format!("/api/v1/projects/{pid}/canvas"), "canvas"),
-        ("bob", format!("/api/v1/blocks/{}", hidden["id"].as_str().unwrap()), "private block"),
-        ("bob", format!("/api/v1/projects/{private}/blocks"), "private blocks"),
-        ("bob", format!("/api/v1/projects/{private}/canvas"), "private canvas"),
+        (
+            "bob",
+            format!("/api/v1/blocks/{}", hidden["id"].as_str().unwrap()),
+            "private block",
+        ),
+        (
+            "bob",
+            format!("/api/v1/projects/{private}/blocks"),
+            "private blocks",
+        ),
+        (
+            "bob",
+            format!("/api/v1/projects/{private}/canvas"),
+            "private canvas",
+        ),
     ];
     for (who, path, what) in &cases {
         let k = if *who == "eve" { &eve_key } else { &bob_key };
         let (status, body) = get(&app, k, path).await;
         assert_eq!(status, 404, "{who} reads {what}: {body}");
     }
-    for (k, path) in [(&eve_key, format!("/api/v1/blocks/{bid}")), (&bob_key, format!("/api/v1/blocks/{}", hidden["id"].as_str().unwrap()))] {
+    for (k, path) in [
+        (&eve_key, format!("/api/v1/blocks/{bid}")),
+        (
+            &bob_key,
+            format!("/api/v1/blocks/{}", hidden["id"].as_str().unwrap()),
+        ),
+    ] {
         let (status, _) = patch(&app, k, &path, json!({"title": "pwned"})).await;
         assert_eq!(status, 404);
         let (status, _) = delete(&app, k, &path).await;
         assert_eq!(status, 404);
     }
-    let (status, _) = delete(&app, &eve_key, &format!("/api/v1/projects/{pid}/edges/{eid}")).await;
+    let (status, _) = delete(
+        &app,
+        &eve_key,
+        &format!("/api/v1/projects/{pid}/edges/{eid}"),
+    )
+    .await;
     assert_eq!(status, 404, "another org's edge");
-    let (status, _) = post(&app, &eve_key, &format!("/api/v1/projects/{pid}/blocks"), doc("x")).await;
+    let (status, _) = post(
+        &app,
+        &eve_key,
+        &format!("/api/v1/projects/{pid}/blocks"),
+        doc("x"),
+    )
+    .await;
     assert_eq!(status, 404, "no block into another org's project");
-    let (status, body) = post(&app, &eve_key, "/api/v1/blocks", json!({"projectId": pid, "type": "document", "data": {"content": "x"}})).await;
+    let (status, body) = post(
+        &app,
+        &eve_key,
+        "/api/v1/blocks",
+        json!({"projectId": pid, "type": "document", "data": {"content": "x"}}),
+    )
+    .await;
     assert_error(status, &body, 400, "BAD_REQUEST", "invalid_reference");
-    let (status, _) = patch(&app, &eve_key, &format!("/api/v1/projects/{pid}/blocks/positions"), json!({"positions": [{"id": bid, "x": 0, "y": 0}]})).await;
+    let (status, _) = patch(
+        &app,
+        &eve_key,
+        &format!("/api/v1/projects/{pid}/blocks/positions"),
+        json!({"positions": [{"id": bid, "x": 0, "y": 0}]}),
+    )
+    .await;
     assert_eq!(status, 404);
     // Eve's own canvas does not show Acme's block, and nothing changed.
     let (_, body) = get(&app, &key, &format!("/api/v1/blocks/{bid}")).await;
     assert_eq!(body["data"]["title"], "secret");
     let (_, canvas) = get(&app, &key, &format!("/api/v1/projects/{pid}/canvas")).await;
-    assert_eq!(canvas["data"]["edges"].as_array().unwrap().len(), 1, "the edge survived");
+    assert_eq!(
+        canvas["data"]["edges"].as_array().unwrap().len(),
+        1,
+        "the edge survived"
+    );
     // Bob sees the team project.
     let (status, _) = get(&app, &bob_key, &format!("/api/v1/blocks/{bid}")).await;
     assert_eq!(status, 200);
@@ -243,7 +398,11 @@ async fn concurrent_patches_with_one_revision_give_one_200_and_one_409() {
         let (a, b2) = tokio::join!(send(format!("a{round}")), send(format!("b{round}")));
         let mut statuses = [a.0, b2.0];
         statuses.sort();
-        assert_eq!(statuses, [200, 409], "exactly one writer wins: {a:?} {b2:?}");
+        assert_eq!(
+            statuses,
+            [200, 409],
+            "exactly one writer wins: {a:?} {b2:?}"
+        );
         let (winner, loser) = if a.0 == 200 { (a, b2) } else { (b2, a) };
         assert_error(loser.0, &loser.1, 409, "CONFLICT", "stale_revision");
         assert_eq!(
@@ -251,17 +410,35 @@ async fn concurrent_patches_with_one_revision_give_one_200_and_one_409() {
             "the 409 carries the current revision"
         );
         let (_, now) = get(&app, &key, &path).await;
-        assert_eq!(now["data"]["title"], winner.1["data"]["title"], "the loser changed nothing");
+        assert_eq!(
+            now["data"]["title"], winner.1["data"]["title"],
+            "the loser changed nothing"
+        );
         revision = winner.1["data"]["updatedAt"].as_str().unwrap().to_string();
     }
     // Millisecond integers work as the revision too; a stale one is refused.
-    let (status, body) = patch(&app, &key, &path, json!({"title": "late", "expectedUpdatedAt": 0})).await;
+    let (status, body) = patch(
+        &app,
+        &key,
+        &path,
+        json!({"title": "late", "expectedUpdatedAt": 0}),
+    )
+    .await;
     assert_error(status, &body, 409, "CONFLICT", "stale_revision");
-    let (status, body) = patch(&app, &key, &path, json!({"title": "x", "expectedUpdatedAt": "yesterday"})).await;
+    let (status, body) = patch(
+        &app,
+        &key,
+        &path,
+        json!({"title": "x", "expectedUpdatedAt": "yesterday"}),
+    )
+    .await;
     assert_eq!(status, 422, "{body}");
     // Without a revision the last write wins.
     let (status, body) = patch(&app, &key, &path, json!({"title": "blind"})).await;
-    assert_eq!((status, body["data"]["title"].as_str()), (200, Some("blind")));
+    assert_eq!(
+        (status, body["data"]["title"].as_str()),
+        (200, Some("blind"))
+    );
 }
 
 #[tokio::test]
@@ -277,39 +454,93 @@ async fn positions_move_blocks_and_sessions_atomically() {
     let sid = s["data"]["id"].as_str().unwrap();
     let path = format!("/api/v1/projects/{pid}/blocks/positions");
     let fid = foreign["id"].as_str().unwrap();
-    let (status, body) = patch(&app, &key, &path, json!({"positions": [
-        {"id": a["id"], "x": 480, "y": 480},
-        {"id": sid, "kind": "session", "x": 24, "y": 24},
-        {"id": fid, "x": 0, "y": 0},
-    ]})).await;
+    let (status, body) = patch(
+        &app,
+        &key,
+        &path,
+        json!({"positions": [
+            {"id": a["id"], "x": 480, "y": 480},
+            {"id": sid, "kind": "session", "x": 24, "y": 24},
+            {"id": fid, "x": 0, "y": 0},
+        ]}),
+    )
+    .await;
     assert_error(status, &body, 400, "BAD_REQUEST", "invalid_reference");
-    assert_eq!(body["error"]["details"]["ids"], json!([fid]), "the block of another project is named");
+    assert_eq!(
+        body["error"]["details"]["ids"],
+        json!([fid]),
+        "the block of another project is named"
+    );
     let (_, canvas) = get(&app, &key, &format!("/api/v1/projects/{pid}/canvas")).await;
-    let moved = canvas["data"]["blocks"].as_array().unwrap().iter().find(|x| x["id"] == a["id"]).unwrap().clone();
+    let moved = canvas["data"]["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == a["id"])
+        .unwrap()
+        .clone();
     assert_eq!(moved["position"], a["position"], "nothing moved");
-    assert_ne!(canvas["data"]["agentNodes"][0]["position"]["x"], 24, "the session did not move either");
+    assert_ne!(
+        canvas["data"]["agentNodes"][0]["position"]["x"], 24,
+        "the session did not move either"
+    );
     // A session id sent as a block is refused too; bad values are 422.
-    let (status, body) = patch(&app, &key, &path, json!({"positions": [{"id": sid, "x": 0, "y": 0}]})).await;
+    let (status, body) = patch(
+        &app,
+        &key,
+        &path,
+        json!({"positions": [{"id": sid, "x": 0, "y": 0}]}),
+    )
+    .await;
     assert_error(status, &body, 400, "BAD_REQUEST", "invalid_reference");
-    for bad in [json!({"positions": []}), json!({"positions": [{"id": a["id"], "x": 0, "y": 0, "kind": "edge"}]})] {
+    for bad in [
+        json!({"positions": []}),
+        json!({"positions": [{"id": a["id"], "x": 0, "y": 0, "kind": "edge"}]}),
+    ] {
         let (status, body) = patch(&app, &key, &path, bad).await;
         assert_eq!(status, 422, "{body}");
     }
-    let many: Vec<Value> = (0..501).map(|_| json!({"id": a["id"], "x": 0, "y": 0})).collect();
+    let many: Vec<Value> = (0..501)
+        .map(|_| json!({"id": a["id"], "x": 0, "y": 0}))
+        .collect();
     let (status, _) = patch(&app, &key, &path, json!({"positions": many})).await;
     assert_eq!(status, 422, "at most 500 items");
 
-    let (status, body) = patch(&app, &key, &path, json!({"positions": [
-        {"id": a["id"], "x": 481, "y": 470, "width": 240},
-        {"id": b["id"], "kind": "block", "x": 0, "y": 960},
-        {"id": sid, "kind": "session", "x": -290, "y": 24},
-    ]})).await;
-    assert_eq!((status, &body["data"]["updated"]), (200, &json!(3)), "{body}");
+    let (status, body) = patch(
+        &app,
+        &key,
+        &path,
+        json!({"positions": [
+            {"id": a["id"], "x": 481, "y": 470, "width": 240},
+            {"id": b["id"], "kind": "block", "x": 0, "y": 960},
+            {"id": sid, "kind": "session", "x": -290, "y": 24},
+        ]}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["data"]["updated"]),
+        (200, &json!(3)),
+        "{body}"
+    );
     let (_, canvas) = get(&app, &key, &format!("/api/v1/projects/{pid}/canvas")).await;
-    let pos = |id: &Value| canvas["data"]["blocks"].as_array().unwrap().iter().find(|x| &x["id"] == id).unwrap()["position"].clone();
-    assert_eq!(pos(&a["id"]), json!({"x": 480, "y": 480, "width": 240, "height": 192}));
+    let pos = |id: &Value| {
+        canvas["data"]["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| &x["id"] == id)
+            .unwrap()["position"]
+            .clone()
+    };
+    assert_eq!(
+        pos(&a["id"]),
+        json!({"x": 480, "y": 480, "width": 240, "height": 192})
+    );
     assert_eq!(pos(&b["id"])["y"], 960);
-    assert_eq!(canvas["data"]["agentNodes"][0]["position"]["x"], -288, "session positions are stored, on the grid");
+    assert_eq!(
+        canvas["data"]["agentNodes"][0]["position"]["x"], -288,
+        "session positions are stored, on the grid"
+    );
 }
 
 #[tokio::test]
@@ -319,18 +550,31 @@ async fn blocks_without_a_position_take_the_next_free_grid_slot() {
     let mut seen = Vec::new();
     for i in 0..5 {
         let b = block(&app, &key, &pid, doc(&format!("b{i}"))).await;
-        seen.push((b["position"]["x"].as_i64().unwrap(), b["position"]["y"].as_i64().unwrap()));
+        seen.push((
+            b["position"]["x"].as_i64().unwrap(),
+            b["position"]["y"].as_i64().unwrap(),
+        ));
     }
-    assert_eq!(seen, [(0, 0), (312, 0), (624, 0), (936, 0), (0, 216)], "row by row, four to a row");
+    assert_eq!(
+        seen,
+        [(0, 0), (312, 0), (624, 0), (936, 0), (0, 216)],
+        "row by row, four to a row"
+    );
     // Free the second slot: the next block fills it.
     let (_, list) = get(&app, &key, &format!("/api/v1/projects/{pid}/blocks")).await;
     let second = list["data"]["items"][1]["id"].as_str().unwrap().to_string();
     delete(&app, &key, &format!("/api/v1/blocks/{second}")).await;
     let b = block(&app, &key, &pid, doc("again")).await;
-    assert_eq!((b["position"]["x"].as_i64(), b["position"]["y"].as_i64()), (Some(312), Some(0)));
+    assert_eq!(
+        (b["position"]["x"].as_i64(), b["position"]["y"].as_i64()),
+        (Some(312), Some(0))
+    );
     // Org-context blocks have their own canvas.
     let (_, org) = post(&app, &key, "/api/v1/blocks", doc("org")).await;
-    assert_eq!(org["data"]["position"], json!({"x": 0, "y": 0, "width": 288, "height": 192}));
+    assert_eq!(
+        org["data"]["position"],
+        json!({"x": 0, "y": 0, "width": 288, "height": 192})
+    );
 }
 
 #[tokio::test]
@@ -339,12 +583,25 @@ async fn block_lists_page_in_creation_order_and_filter_by_type() {
     let pid = project(&app, &key, "Pages").await;
     let mut want = Vec::new();
     for i in 0..7 {
-        let body = if i % 3 == 0 { json!({"type": "code", "data": {"code": "x"}}) } else { doc(&format!("d{i}")) };
-        want.push(block(&app, &key, &pid, body).await["id"].as_str().unwrap().to_string());
+        let body = if i % 3 == 0 {
+            json!({"type": "code", "data": {"code": "x"}})
+        } else {
+            doc(&format!("d{i}"))
+        };
+        want.push(
+            block(&app, &key, &pid, body).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     let base = format!("/api/v1/projects/{pid}/blocks");
     let (_, all) = get(&app, &key, &base).await;
-    assert_eq!(ids(&all["data"]["items"]), want, "createdAt asc, everything without limit");
+    assert_eq!(
+        ids(&all["data"]["items"]),
+        want,
+        "createdAt asc, everything without limit"
+    );
     assert_eq!(all["data"]["hasMore"], false);
     let mut got = Vec::new();
     let mut cursor = String::new();
@@ -359,7 +616,10 @@ async fn block_lists_page_in_creation_order_and_filter_by_type() {
     }
     assert_eq!(got, want, "cursor pages cover the list once");
     let (_, code) = get(&app, &key, &format!("{base}?type=code")).await;
-    assert_eq!(ids(&code["data"]["items"]), [want[0].clone(), want[3].clone(), want[6].clone()]);
+    assert_eq!(
+        ids(&code["data"]["items"]),
+        [want[0].clone(), want[3].clone(), want[6].clone()]
+    );
     for bad in ["limit=0", "limit=501", "limit=x"] {
         let (status, body) = get(&app, &key, &format!("{base}?{bad}")).await;
         assert_eq!(status, 422, "{bad}: {body}");
@@ -380,14 +640,29 @@ async fn edges_join_live_nodes_of_the_project_and_are_hard_deleted() {
     let (status, e) = post(&app, &key, &path, json!({"from": {"kind": "block", "id": a["id"]}, "to": {"kind": "block", "id": b["id"]}, "label": "feeds"})).await;
     assert_eq!(status, 201, "{e}");
     assert_eq!(e["data"]["label"], "feeds");
-    let (status, body) = post(&app, &key, &path, json!({"from": {"kind": "block", "id": a["id"]}, "to": {"kind": "block", "id": f["id"]}})).await;
+    let (status, body) = post(
+        &app,
+        &key,
+        &path,
+        json!({"from": {"kind": "block", "id": a["id"]}, "to": {"kind": "block", "id": f["id"]}}),
+    )
+    .await;
     assert_error(status, &body, 400, "BAD_REQUEST", "invalid_reference");
     assert_eq!(body["error"]["details"]["ids"], json!([f["id"]]));
-    let (status, _) = post(&app, &key, &path, json!({"from": {"kind": "file", "id": a["id"]}, "to": {"kind": "block", "id": b["id"]}})).await;
+    let (status, _) = post(
+        &app,
+        &key,
+        &path,
+        json!({"from": {"kind": "file", "id": a["id"]}, "to": {"kind": "block", "id": b["id"]}}),
+    )
+    .await;
     assert_eq!(status, 422);
     let eid = e["data"]["id"].as_str().unwrap();
     let (status, _) = delete(&app, &key, &format!("/api/v1/projects/{other}/edges/{eid}")).await;
-    assert_eq!(status, 404, "an edge is deleted through its own project only");
+    assert_eq!(
+        status, 404,
+        "an edge is deleted through its own project only"
+    );
     let (status, _) = delete(&app, &key, &format!("{path}/{eid}")).await;
     assert_eq!(status, 200);
     let (status, _) = delete(&app, &key, &format!("{path}/{eid}")).await;
@@ -401,38 +676,103 @@ async fn arrange_grid_is_deterministic_and_dry_run_changes_nothing() {
     let (app, _, key) = app_with_owner().await;
     let pid = project(&app, &key, "Arrange").await;
     let mut blocks = Vec::new();
-    for (i, (x, y)) in [(960, 960), (48, 2400), (0, 0), (4800, 24), (240, 240)].iter().enumerate() {
-        blocks.push(block(&app, &key, &pid, json!({"type": "document", "data": {"content": i.to_string()},
-            "position": {"x": x, "y": y, "width": 96 + 24 * i as i64, "height": 96}})).await);
+    for (i, (x, y)) in [(960, 960), (48, 2400), (0, 0), (4800, 24), (240, 240)]
+        .iter()
+        .enumerate()
+    {
+        blocks.push(
+            block(
+                &app,
+                &key,
+                &pid,
+                json!({"type": "document", "data": {"content": i.to_string()},
+            "position": {"x": x, "y": y, "width": 96 + 24 * i as i64, "height": 96}}),
+            )
+            .await,
+        );
     }
     let body = json!({"projectId": pid, "dryRun": true});
     let (status, dry) = post(&app, &key, "/api/v1/blocks/arrange", body.clone()).await;
     assert_eq!(status, 200, "{dry}");
     let (_, again) = post(&app, &key, "/api/v1/blocks/arrange", body).await;
-    assert_eq!(dry["data"]["positions"], again["data"]["positions"], "grid is deterministic");
+    assert_eq!(
+        dry["data"]["positions"], again["data"]["positions"],
+        "grid is deterministic"
+    );
     let positions = dry["data"]["positions"].as_array().unwrap();
-    let xy: Vec<(i64, i64)> = positions.iter().map(|p| (p["x"].as_i64().unwrap(), p["y"].as_i64().unwrap())).collect();
+    let xy: Vec<(i64, i64)> = positions
+        .iter()
+        .map(|p| (p["x"].as_i64().unwrap(), p["y"].as_i64().unwrap()))
+        .collect();
     assert_eq!(xy, [(0, 0), (216, 0), (432, 0), (648, 0), (0, 120)]);
-    assert_eq!(ids(&dry["data"]["positions"]), blocks.iter().map(|b| b["id"].as_str().unwrap().to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&dry["data"]["positions"]),
+        blocks
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    );
     let (_, list) = get(&app, &key, &format!("/api/v1/projects/{pid}/blocks")).await;
-    assert_eq!(list["data"]["items"][0]["position"]["x"], 960, "a dry run moves nothing");
+    assert_eq!(
+        list["data"]["items"][0]["position"]["x"], 960,
+        "a dry run moves nothing"
+    );
 
-    let (status, applied) = post(&app, &key, "/api/v1/blocks/arrange", json!({"projectId": pid, "strategy": "grid"})).await;
+    let (status, applied) = post(
+        &app,
+        &key,
+        "/api/v1/blocks/arrange",
+        json!({"projectId": pid, "strategy": "grid"}),
+    )
+    .await;
     assert_eq!(status, 200, "{applied}");
     assert_eq!(applied["data"]["positions"], dry["data"]["positions"]);
     let (_, list) = get(&app, &key, &format!("/api/v1/projects/{pid}/blocks")).await;
-    let stored: Vec<(i64, i64)> = list["data"]["items"].as_array().unwrap().iter()
-        .map(|b| (b["position"]["x"].as_i64().unwrap(), b["position"]["y"].as_i64().unwrap())).collect();
+    let stored: Vec<(i64, i64)> = list["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["position"]["x"].as_i64().unwrap(),
+                b["position"]["y"].as_i64().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(stored, xy, "the arrangement is applied");
 
     // A subset; an id outside the project is refused.
-    let (status, sub) = post(&app, &key, "/api/v1/blocks/arrange", json!({"projectId": pid, "blockIds": [blocks[4]["id"], blocks[1]["id"]], "dryRun": true})).await;
+    let (status, sub) = post(
+        &app,
+        &key,
+        "/api/v1/blocks/arrange",
+        json!({"projectId": pid, "blockIds": [blocks[4]["id"], blocks[1]["id"]], "dryRun": true}),
+    )
+    .await;
     assert_eq!(status, 200);
-    assert_eq!(ids(&sub["data"]["positions"]), [blocks[1]["id"].as_str().unwrap(), blocks[4]["id"].as_str().unwrap()]);
+    assert_eq!(
+        ids(&sub["data"]["positions"]),
+        [
+            blocks[1]["id"].as_str().unwrap(),
+            blocks[4]["id"].as_str().unwrap()
+        ]
+    );
     let stray = block(&app, &key, &project(&app, &key, "Stray").await, doc("s")).await;
-    let (status, body) = post(&app, &key, "/api/v1/blocks/arrange", json!({"projectId": pid, "blockIds": [stray["id"]]})).await;
+    let (status, body) = post(
+        &app,
+        &key,
+        "/api/v1/blocks/arrange",
+        json!({"projectId": pid, "blockIds": [stray["id"]]}),
+    )
+    .await;
     assert_error(status, &body, 400, "BAD_REQUEST", "invalid_reference");
-    let (status, _) = post(&app, &key, "/api/v1/blocks/arrange", json!({"projectId": pid, "strategy": "spiral"})).await;
+    let (status, _) = post(
+        &app,
+        &key,
+        "/api/v1/blocks/arrange",
+        json!({"projectId": pid, "strategy": "spiral"}),
+    )
+    .await;
     assert_eq!(status, 422);
 }
 
@@ -441,9 +781,20 @@ async fn arrange_ai_refuses_a_reply_that_is_not_a_layout() {
     let (app, _, key) = app_with_owner().await;
     let pid = project(&app, &key, "AI").await;
     let b = block(&app, &key, &pid, doc("a")).await;
-    let (status, body) = post(&app, &key, "/api/v1/blocks/arrange", json!({"projectId": pid, "strategy": "ai"})).await;
+    let (status, body) = post(
+        &app,
+        &key,
+        "/api/v1/blocks/arrange",
+        json!({"projectId": pid, "strategy": "ai"}),
+    )
+    .await;
     assert_error(status, &body, 400, "BAD_REQUEST", "invalid_layout");
-    let (_, after) = get(&app, &key, &format!("/api/v1/blocks/{}", b["id"].as_str().unwrap())).await;
+    let (_, after) = get(
+        &app,
+        &key,
+        &format!("/api/v1/blocks/{}", b["id"].as_str().unwrap()),
+    )
+    .await;
     assert_eq!(after["data"]["updatedAt"], b["updatedAt"], "nothing moved");
 }
 
@@ -454,25 +805,54 @@ async fn deleting_a_project_takes_its_blocks_and_edges() {
     let keep = project(&app, &key, "Kept").await;
     let a = block(&app, &key, &pid, doc("a")).await;
     let k = block(&app, &key, &keep, doc("k")).await;
-    let (status, _) = post(&app, &key, &format!("/api/v1/projects/{pid}/edges"),
-        json!({"from": {"kind": "block", "id": a["id"]}, "to": {"kind": "block", "id": a["id"]}})).await;
+    let (status, _) = post(
+        &app,
+        &key,
+        &format!("/api/v1/projects/{pid}/edges"),
+        json!({"from": {"kind": "block", "id": a["id"]}, "to": {"kind": "block", "id": a["id"]}}),
+    )
+    .await;
     assert_eq!(status, 201);
     let (status, _) = delete(&app, &key, &format!("/api/v1/projects/{pid}")).await;
     assert_eq!(status, 200);
-    let (status, _) = get(&app, &key, &format!("/api/v1/blocks/{}", a["id"].as_str().unwrap())).await;
+    let (status, _) = get(
+        &app,
+        &key,
+        &format!("/api/v1/blocks/{}", a["id"].as_str().unwrap()),
+    )
+    .await;
     assert_eq!(status, 404, "its blocks are deleted");
     let (status, _) = get(&app, &key, &format!("/api/v1/projects/{pid}/canvas")).await;
     assert_eq!(status, 404);
-    let (status, _) = get(&app, &key, &format!("/api/v1/blocks/{}", k["id"].as_str().unwrap())).await;
+    let (status, _) = get(
+        &app,
+        &key,
+        &format!("/api/v1/blocks/{}", k["id"].as_str().unwrap()),
+    )
+    .await;
     assert_eq!(status, 200, "other projects keep theirs");
 }
 
 /// Runs a chat turn in `project` with `agent` to its end.
-async fn turn(app: &TestApp, key: &str, agent: &str, project: &str, text: &str) -> (String, Vec<(String, Value)>) {
-    let res = chat(app, key, json!({"agentId": agent, "projectId": project,
-        "messages": [{"role": "user", "content": text}]})).await;
+async fn turn(
+    app: &TestApp,
+    key: &str,
+    agent: &str,
+    project: &str,
+    text: &str,
+) -> (String, Vec<(String, Value)>) {
+    let res = chat(
+        app,
+        key,
+        json!({"agentId": agent, "projectId": project,
+        "messages": [{"role": "user", "content": text}]}),
+    )
+    .await;
     assert_eq!(res.status(), 200);
-    let sid = res.headers()["x-alumia-session-id"].to_str().unwrap().to_string();
+    let sid = res.headers()["x-alumia-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     (sid, parse_sse(&res.text().await.unwrap()))
 }
 
@@ -481,7 +861,9 @@ fn tool_outputs(chunks: &[(String, Value)]) -> Vec<Result<Value, String>> {
         .iter()
         .filter_map(|(_, c)| match c["type"].as_str() {
             Some("tool-output-available") => Some(Ok(c["output"].clone())),
-            Some("tool-output-error") => Some(Err(c["errorText"].as_str().unwrap_or_default().to_string())),
+            Some("tool-output-error") => {
+                Some(Err(c["errorText"].as_str().unwrap_or_default().to_string()))
+            }
             _ => None,
         })
         .collect()
@@ -489,9 +871,17 @@ fn tool_outputs(chunks: &[(String, Value)]) -> Vec<Result<Value, String>> {
 
 /// An agent allowed the canvas tools (tool lists need a browser step-up).
 async fn canvas_agent(owner: &alumia_testkit::Browser) -> String {
-    let (status, body) = read(owner.post("/api/v1/agents", json!({"name": "Painter",
+    let (status, body) = read(
+        owner
+            .post(
+                "/api/v1/agents",
+                json!({"name": "Painter",
         "allowedTools": ["data_block", "show", "list_blocks", "search_blocks", "message_agent"],
-        "allowedPeers": ["*"]})).await).await;
+        "allowedPeers": ["*"]}),
+            )
+            .await,
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     body["data"]["id"].as_str().unwrap().to_string()
 }
@@ -506,7 +896,11 @@ async fn agent_tools_write_blocks_and_the_canvas_derives_edges() {
     assert_eq!(outs.len(), 3, "{chunks:?}");
     let kpi = outs[0].clone().expect("data_block creates");
     assert!(outs[1].is_ok(), "{:?}", outs[1]);
-    assert!(outs[2].as_ref().unwrap_err().contains("data.type"), "a bad DataSpec is the model's error: {:?}", outs[2]);
+    assert!(
+        outs[2].as_ref().unwrap_err().contains("data.type"),
+        "a bad DataSpec is the model's error: {:?}",
+        outs[2]
+    );
     let kid = kpi["block"]["id"].as_str().unwrap().to_string();
     let (_, b) = get(&app, &key, &format!("/api/v1/blocks/{kid}")).await;
     assert_eq!(b["data"]["projectId"], pid.as_str());
@@ -519,38 +913,83 @@ async fn agent_tools_write_blocks_and_the_canvas_derives_edges() {
     let (_, chunks) = turn(&app, &key, &painter, &pid, &format!("/tool data_block {{\"blockId\": \"{kid}\", \"title\": \"KPIs v2\", \"spec\": {{\"type\": \"markdown\", \"markdown\": \"up\"}}}}\n/tool list_blocks\n/tool search_blocks {{\"query\": \"FN MAIN\"}}")).await;
     let outs = tool_outputs(&chunks);
     assert_eq!(outs[0].as_ref().unwrap()["created"], false, "{outs:?}");
-    assert_eq!(outs[1].as_ref().unwrap()["blocks"].as_array().unwrap().len(), 2);
-    let hits = outs[2].as_ref().unwrap()["blocks"].as_array().unwrap().clone();
-    assert_eq!((hits.len(), hits[0]["title"].as_str()), (1, Some("snippet")));
+    assert_eq!(
+        outs[1].as_ref().unwrap()["blocks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let hits = outs[2].as_ref().unwrap()["blocks"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (hits.len(), hits[0]["title"].as_str()),
+        (1, Some("snippet"))
+    );
 
     // A peer message from this session's agent to Ala, in the project.
-    let (_, chunks) = turn(&app, &key, &painter, &pid, "/tool message_agent {\"agent\": \"ala\", \"message\": \"look\"}").await;
+    let (_, chunks) = turn(
+        &app,
+        &key,
+        &painter,
+        &pid,
+        "/tool message_agent {\"agent\": \"ala\", \"message\": \"look\"}",
+    )
+    .await;
     assert!(tool_outputs(&chunks)[0].is_ok(), "{chunks:?}");
-    let (status, canvas) = crate::chat_lifecycle::eventually("the peer's session on the canvas", || async {
-        let (status, canvas) = get(&app, &key, &format!("/api/v1/projects/{pid}/canvas")).await;
-        let has_peer = canvas["data"]["agentNodes"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|n| n["agentId"] != painter.as_str()));
-        has_peer.then_some((status, canvas))
-    }).await;
+    let (status, canvas) =
+        crate::chat_lifecycle::eventually("the peer's session on the canvas", || async {
+            let (status, canvas) = get(&app, &key, &format!("/api/v1/projects/{pid}/canvas")).await;
+            let has_peer = canvas["data"]["agentNodes"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|n| n["agentId"] != painter.as_str()));
+            has_peer.then_some((status, canvas))
+        })
+        .await;
     assert_eq!(status, 200);
     let c = &canvas["data"];
     assert_eq!(c["project"]["id"], pid.as_str());
     assert_eq!(c["blocks"].as_array().unwrap().len(), 2);
     let nodes = c["agentNodes"].as_array().unwrap();
-    let painter_node = nodes.iter().find(|n| n["sessionId"] == sid.as_str()).expect("the painter's session is a node");
+    let painter_node = nodes
+        .iter()
+        .find(|n| n["sessionId"] == sid.as_str())
+        .expect("the painter's session is a node");
     assert_eq!(painter_node["agentName"], "Painter");
-    let peer = nodes.iter().find(|n| n["agentId"] != painter.as_str()).unwrap();
+    let peer = nodes
+        .iter()
+        .find(|n| n["agentId"] != painter.as_str())
+        .unwrap();
     assert_eq!(peer["agentName"], "Ala", "{peer}");
     let edges = c["edges"].as_array().unwrap();
-    let derived: Vec<(&str, &str, &str)> = edges.iter().map(|e| (
-        e["derived"].as_str().unwrap_or("stored"),
-        e["from"]["id"].as_str().unwrap(),
-        e["to"]["id"].as_str().unwrap(),
-    )).collect();
-    assert!(derived.contains(&("created_by", kid.as_str(), sid.as_str())), "block → its session: {derived:?}");
-    assert!(derived.contains(&("peer_message", sid.as_str(), peer["sessionId"].as_str().unwrap())), "session → peer session: {derived:?}");
-    assert!(edges.iter().all(|e| e["id"].is_null()), "derived edges have no id to delete");
+    let derived: Vec<(&str, &str, &str)> = edges
+        .iter()
+        .map(|e| {
+            (
+                e["derived"].as_str().unwrap_or("stored"),
+                e["from"]["id"].as_str().unwrap(),
+                e["to"]["id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        derived.contains(&("created_by", kid.as_str(), sid.as_str())),
+        "block → its session: {derived:?}"
+    );
+    assert!(
+        derived.contains(&(
+            "peer_message",
+            sid.as_str(),
+            peer["sessionId"].as_str().unwrap()
+        )),
+        "session → peer session: {derived:?}"
+    );
+    assert!(
+        edges.iter().all(|e| e["id"].is_null()),
+        "derived edges have no id to delete"
+    );
 }
 
 #[tokio::test]
@@ -561,18 +1000,33 @@ async fn restore_last_run_undoes_what_the_failed_turn_wrote() {
     let (status, body) = post(&app, &key, &path, json!({})).await;
     assert_error(status, &body, 404, "NOT_FOUND", "no_failed_run");
     let painter = canvas_agent(&owner).await;
-    let user_block = block(&app, &key, &pid, json!({"type": "data", "title": "Mine", "data": {"type": "markdown", "markdown": "v1"}})).await;
+    let user_block = block(
+        &app,
+        &key,
+        &pid,
+        json!({"type": "data", "title": "Mine", "data": {"type": "markdown", "markdown": "v1"}}),
+    )
+    .await;
     let ub = user_block["id"].as_str().unwrap();
 
     // A good turn writes one block; it is not undone.
     let (_, chunks) = turn(&app, &key, &painter, &pid, "/tool show {\"primitive\": \"document\", \"title\": \"good\", \"data\": {\"content\": \"ok\"}}").await;
-    let good = tool_outputs(&chunks)[0].clone().unwrap()["block"]["id"].as_str().unwrap().to_string();
+    let good = tool_outputs(&chunks)[0].clone().unwrap()["block"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // A failing turn creates one block and rewrites the user's, then errors.
     let (_, chunks) = turn(&app, &key, &painter, &pid, &format!("/tool show {{\"primitive\": \"document\", \"title\": \"junk\", \"data\": {{\"content\": \"x\"}}}}\n/tool data_block {{\"blockId\": \"{ub}\", \"title\": \"Broken\", \"spec\": {{\"type\": \"markdown\", \"markdown\": \"v2\"}}}}\n/error-after-tools boom")).await;
     let outs = tool_outputs(&chunks);
-    let junk = outs[0].clone().unwrap()["block"]["id"].as_str().unwrap().to_string();
+    let junk = outs[0].clone().unwrap()["block"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(outs[1].is_ok(), "{outs:?}");
-    assert!(chunks.iter().any(|(_, c)| c["type"] == "error"), "the turn failed: {chunks:?}");
+    assert!(
+        chunks.iter().any(|(_, c)| c["type"] == "error"),
+        "the turn failed: {chunks:?}"
+    );
     let (_, broken) = get(&app, &key, &format!("/api/v1/blocks/{ub}")).await;
     assert_eq!(broken["data"]["title"], "Broken");
 
@@ -582,7 +1036,11 @@ async fn restore_last_run_undoes_what_the_failed_turn_wrote() {
     assert_eq!(body["data"]["deleted"], json!([junk]));
     assert!(body["data"]["turnId"].is_string());
     let (_, back) = get(&app, &key, &format!("/api/v1/blocks/{ub}")).await;
-    assert_eq!((back["data"]["title"].as_str(), &back["data"]["data"]), (Some("Mine"), &user_block["data"]), "restored to before the turn");
+    assert_eq!(
+        (back["data"]["title"].as_str(), &back["data"]["data"]),
+        (Some("Mine"), &user_block["data"]),
+        "restored to before the turn"
+    );
     let (status, _) = get(&app, &key, &format!("/api/v1/blocks/{junk}")).await;
     assert_eq!(status, 404, "the failed turn's block is deleted");
     let (status, _) = get(&app, &key, &format!("/api/v1/blocks/{good}")).await;
