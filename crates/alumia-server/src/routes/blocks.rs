@@ -529,7 +529,7 @@ pub async fn arrange(
     let layout = if strategy == "grid" {
         arrange_grid(&targets)
     } else {
-        ai_layout(&state, &targets).await?
+        ai_layout(&state, &p, &targets).await?
     };
     let dry_run = req.dry_run.unwrap_or(false);
     if !dry_run {
@@ -551,15 +551,21 @@ pub async fn arrange(
     }))
 }
 
-/// Asks the server's default model for a layout and keeps it only when it
+/// Asks the org's default model for a layout and keeps it only when it
 /// places every target exactly once on the grid, inside the canvas. Nothing
-/// is written or billed before that check: an unusable answer is
-/// `400 invalid_layout` (the dev/echo model never answers with a layout).
-async fn ai_layout(state: &AppState, targets: &[Block]) -> Result<Vec<(Uuid, Position)>, ApiError> {
+/// is written before that check, and the call is not billed (only turns
+/// are, so far): an unusable answer is `400 invalid_layout` (the dev/echo
+/// model never answers with a layout).
+async fn ai_layout(
+    state: &AppState,
+    p: &alumia_core::Principal,
+    targets: &[Block],
+) -> Result<Vec<(Uuid, Position)>, ApiError> {
     let invalid = |why: &str| ApiError::from(BlockError::InvalidLayout(why.to_string()));
     let catalog = &state.runtime.catalog;
+    let model = state.runtime.org_default_model(p).await?;
     let entry = catalog
-        .resolve(&catalog.default_model())
+        .resolve(&model)
         .ok_or_else(|| invalid("no default model is available for an AI layout"))?;
     let client = catalog
         .client(&entry, None)
@@ -668,4 +674,64 @@ pub async fn restore_last_run(
         restored: report.restored.iter().map(|i| i.to_string()).collect(),
         deleted: report.deleted.iter().map(|i| i.to_string()).collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use alumia_core::blocks::CreatedBy;
+    use alumia_core::clock::from_millis;
+
+    use super::*;
+
+    fn block(n: u128) -> Block {
+        Block {
+            id: Uuid::from_u128(n),
+            org_id: Uuid::nil(),
+            project_id: None,
+            block_type: "document".into(),
+            title: String::new(),
+            data: json!({}),
+            position: Position {
+                x: 0,
+                y: 0,
+                width: 48,
+                height: 48,
+            },
+            created_by: CreatedBy {
+                kind: "user".into(),
+                id: Uuid::nil(),
+                session_id: None,
+                turn_id: None,
+            },
+            created_at: from_millis(0),
+            updated_at: from_millis(0),
+        }
+    }
+
+    #[test]
+    fn model_layouts_must_place_every_block_once_on_the_grid() {
+        let (a, b) = (block(1), block(2));
+        let targets = [a.clone(), b.clone()];
+        let good = format!(
+            "Here you go: {{\"positions\": [{{\"id\": \"{}\", \"x\": 0, \"y\": 0, \"width\": 48, \"height\": 48}}, \
+             {{\"id\": \"{}\", \"x\": 72, \"y\": 0, \"width\": 48, \"height\": 48}}]}}",
+            a.id, b.id
+        );
+        let layout = parse_layout(&good, &targets).expect("a valid layout");
+        assert_eq!(layout[1].1.x, 72);
+        let one = format!(
+            "{{\"positions\": [{{\"id\": \"{}\", \"x\": 0, \"y\": 0, \"width\": 48, \"height\": 48}}]}}",
+            a.id
+        );
+        assert!(parse_layout(&one, &targets).is_err(), "a block left out");
+        let twice = good.replace(&b.id.to_string(), &a.id.to_string());
+        assert!(
+            parse_layout(&twice, &targets).is_err(),
+            "a block placed twice"
+        );
+        let off = good.replace("\"x\": 72", "\"x\": 70");
+        assert!(parse_layout(&off, &targets).is_err(), "off the grid");
+        assert!(parse_layout("echo: [{\"id\": 1}]", &targets).is_err());
+        assert!(parse_layout("no json", &targets).is_err());
+    }
 }
