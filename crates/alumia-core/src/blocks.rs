@@ -312,11 +312,14 @@ pub trait BlockStore: Send + Sync {
         org: &OrgScope,
         turn: Uuid,
     ) -> StoreResult<Vec<BlockRevision>>;
-    /// In one transaction: writes each block back as given (undeleting it)
-    /// and soft-deletes `delete`. Returns how many rows each changed.
+    /// In one transaction: writes each block back as given (undeleting it),
+    /// soft-deletes `delete`, and drops the turn's revisions so the same
+    /// restore never runs twice over later edits. Returns how many rows
+    /// each changed.
     async fn restore_blocks(
         &self,
         org: &OrgScope,
+        turn: Uuid,
         restore: &[Block],
         delete: &[Uuid],
         at: DateTime<Utc>,
@@ -1075,7 +1078,7 @@ impl Blocks<'_> {
             }
         }
         self.store
-            .restore_blocks(&p.org, &restore, &delete, self.now)
+            .restore_blocks(&p.org, turn, &restore, &delete, self.now)
             .await?;
         Ok(RestoreReport {
             turn_id: turn,

@@ -588,6 +588,7 @@ macro_rules! impl_block_store {
                 async fn restore_blocks(
                     &self,
                     org: &OrgScope,
+                    turn: Uuid,
                     restore: &[Block],
                     delete: &[Uuid],
                     at: DateTime<Utc>,
@@ -631,6 +632,12 @@ macro_rules! impl_block_store {
                             .map_err(err)?
                             .rows_affected();
                     }
+                    sqlx::query("DELETE FROM block_revisions WHERE org_id = $1 AND turn_id = $2")
+                        .bind(&org_id)
+                        .bind(turn.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
                     tx.commit().await.map_err(err)?;
                     Ok((restored, deleted))
                 }

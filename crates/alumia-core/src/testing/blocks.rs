@@ -618,6 +618,7 @@ pub async fn block_revisions_record_agent_writes_and_restore(store: &dyn Store) 
         store
             .restore_blocks(
                 &scope,
+                run.turn_id,
                 &[kept.clone(), removed.clone()],
                 &[made.id],
                 ctx.at(7),
@@ -639,6 +640,14 @@ pub async fn block_revisions_record_agent_writes_and_restore(store: &dyn Store) 
     assert!(
         ok(store.get_block(&scope, made.id).await, "made").is_none(),
         "a created block is deleted"
+    );
+    assert!(
+        ok(
+            store.list_turn_revisions(&scope, run.turn_id).await,
+            "after"
+        )
+        .is_empty(),
+        "a restored turn's revisions are spent: a second restore changes nothing"
     );
     assert_eq!(
         ok(

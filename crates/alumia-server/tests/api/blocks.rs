@@ -1046,6 +1046,15 @@ async fn restore_last_run_undoes_what_the_failed_turn_wrote() {
     let (status, _) = get(&app, &key, &format!("/api/v1/blocks/{good}")).await;
     assert_eq!(status, 200, "the good turn's block stays");
 
+    // A second call finds the same turn with nothing left to undo.
+    let (status, again) = post(&app, &key, &path, json!({})).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["data"]["turnId"], body["data"]["turnId"]);
+    assert_eq!(
+        (&again["data"]["restored"], &again["data"]["deleted"]),
+        (&json!([]), &json!([]))
+    );
+
     // Another org cannot restore it.
     let eve = add_user(&app, "eve@example.com", "evil", None).await;
     let (eve_key, _) = eve.mint_key("eve", None).await;
