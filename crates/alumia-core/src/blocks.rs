@@ -8,7 +8,8 @@
 //!   ±1,000,000 and sizes above 4,800 are a `422`.
 //! - A block without a position takes the first free slot of a 4-column
 //!   lattice (cells of the default size plus one grid gap), row by row: the
-//!   same blocks always give the same slot.
+//!   same blocks always give the same slot. Two creates racing may pick the
+//!   same slot (no lock is taken for placement); `arrange` tidies that up.
 //! - `updatedAt` is the revision; the store makes it strictly increase (a
 //!   write in the same millisecond as the last one moves it one past).
 
