@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod agents;
+pub mod blocks;
 pub mod chat_store;
 pub mod clock;
 pub mod crypto;

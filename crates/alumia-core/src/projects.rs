@@ -177,8 +177,9 @@ pub trait ProjectStore: Send + Sync {
     /// Writes every mutable field and replaces the shared workspaces.
     /// `NotFound` for a deleted project, `Conflict("project_slug")`.
     async fn update_project(&self, org: &OrgScope, project: &Project) -> StoreResult<()>;
-    /// Soft-deletes the project, its files and its sessions, and clears its
-    /// share token, in one transaction. `NotFound` when already gone.
+    /// Soft-deletes the project, its files, blocks and sessions, deletes its
+    /// edges and session positions, and clears its share token, in one
+    /// transaction. `NotFound` when already gone.
     async fn delete_project(&self, org: &OrgScope, id: Uuid, at: DateTime<Utc>) -> StoreResult<()>;
     /// The project's live protected folder.
     async fn get_project_folder(

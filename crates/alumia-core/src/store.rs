@@ -30,6 +30,7 @@ pub trait Store:
     + crate::device::DeviceStore
     + crate::projects::ProjectStore
     + crate::sharing::ShareStore
+    + crate::blocks::BlockStore
     + Send
     + Sync
     + 'static

@@ -32,10 +32,12 @@ use crate::new_id;
 use crate::scope::OrgScope;
 use crate::store::{PageRequest, Store, StoreResult};
 
+mod blocks;
 mod chat;
 mod device;
 mod projects;
 mod sharing;
+pub use blocks::*;
 pub use chat::*;
 pub use device::*;
 pub use projects::*;
@@ -102,6 +104,10 @@ macro_rules! store_contract_tests {
             projects_update_and_delete_cascade_to_folder_and_sessions,
             share_links_resolve_by_hash_until_cleared_and_are_scoped,
             invites_replace_and_members_see_private_projects,
+            blocks_are_scoped_by_org_and_project_and_paged_in_creation_order,
+            block_updates_compare_and_set_with_one_winner,
+            block_positions_are_all_or_nothing,
+            block_revisions_record_agent_writes_and_restore,
             tenant_isolation,
         );
     };

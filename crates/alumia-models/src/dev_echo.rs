@@ -25,6 +25,8 @@ struct Script {
     loops: Vec<(String, String)>,
     reason: Option<String>,
     error: Option<String>,
+    /// Fails the first call after tool results (a turn that wrote, then failed).
+    error_after_tools: Option<String>,
     delay: Option<Duration>,
     echo: String,
 }
@@ -54,6 +56,7 @@ fn parse(text: &str) -> Script {
             }
             "/reason" => script.reason = Some(rest.to_string()),
             "/error" => script.error = Some(rest.to_string()),
+            "/error-after-tools" => script.error_after_tools = Some(rest.to_string()),
             "/delay" => {
                 if let Ok(ms) = rest.parse::<u64>() {
                     script.delay = Some(Duration::from_millis(ms.min(MAX_DELAY_MS)));
@@ -129,6 +132,9 @@ impl DevEcho {
         let script = parse(text);
         let first_call = after.is_empty();
         if first_call && let Some(message) = &script.error {
+            return Err(ModelError::Scripted(format!("dev/echo error: {message}")));
+        }
+        if !first_call && let Some(message) = &script.error_after_tools {
             return Err(ModelError::Scripted(format!("dev/echo error: {message}")));
         }
 
@@ -362,6 +368,25 @@ mod tests {
         assert_eq!(events[0], ModelEvent::ReasoningDelta("thinking ".into()));
         assert_eq!(events[1], ModelEvent::ReasoningDelta("hard".into()));
         assert_eq!(text_of(&events), "echo: ok");
+    }
+
+    #[tokio::test]
+    async fn error_after_tools_lets_the_tools_run_then_fails() {
+        let mut request = user("/tool echo {}\n/error-after-tools late");
+        let step1 = run(request.clone()).await.expect("the tool step runs");
+        assert!(
+            step1
+                .iter()
+                .any(|e| matches!(e, ModelEvent::ToolCallReady { .. }))
+        );
+        request.messages.push(PromptMessage::ToolResult {
+            call_id: "call_1".into(),
+            name: "echo".into(),
+            output: "{}".into(),
+            is_error: false,
+        });
+        let err = run(request).await.unwrap_err();
+        assert_eq!(err.user_text(), "dev/echo error: late");
     }
 
     #[tokio::test]

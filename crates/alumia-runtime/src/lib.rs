@@ -9,6 +9,7 @@
 
 pub mod assembly;
 pub mod attach;
+mod block_tools;
 pub mod catalog;
 pub mod chat;
 pub mod fanout;

@@ -1,6 +1,8 @@
 //! The built-in agent tools of P2 (spec 03 §6): `echo` and peer messaging
 //! (`list_agents`, `spawn_agent`, `message_agent`, `check_messages`) plus
-//! `set_agent_model`. Tools run server-side with the turn's principal.
+//! `set_agent_model`; and the canvas tools of spec 06 §2 (`data_block`,
+//! `show`, `list_blocks`, `search_blocks`, in `block_tools`). Tools run
+//! server-side with the turn's principal.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,13 +20,17 @@ use crate::Runtime;
 
 /// Tools that exist in this build. Others named in `allowedTools` (later
 /// phases, connectors) are not offered.
-pub const SHIPPED: [&str; 6] = [
+pub const SHIPPED: [&str; 10] = [
     "echo",
     "list_agents",
     "check_messages",
     "spawn_agent",
     "message_agent",
     "set_agent_model",
+    "data_block",
+    "show",
+    "list_blocks",
+    "search_blocks",
 ];
 
 /// `spawn_agent` calls allowed per turn.
@@ -71,6 +77,7 @@ pub fn spec(name: &str) -> Option<ToolSpec> {
             "Changes your model. Only on the user's explicit request.",
             json!({"type": "object", "required": ["model"], "properties": {"model": {"type": "string"}}}),
         ),
+        "data_block" | "show" | "list_blocks" | "search_blocks" => crate::block_tools::spec(name)?,
         _ => return None,
     };
     Some(ToolSpec {
@@ -87,6 +94,8 @@ pub struct ToolCtx {
     pub agent: Agent,
     pub session: ChatSession,
     pub hops: u32,
+    /// The running turn: agent block writes record a revision under it.
+    pub turn_id: Uuid,
     pub spawned: AtomicU32,
     pub messaged: AtomicU32,
 }
@@ -106,6 +115,11 @@ pub async fn call(ctx: &ToolCtx, name: &str, input: &Value) -> Result<Value, Str
         "spawn_agent" => spawn_agent(ctx, input).await,
         "message_agent" => message_agent(ctx, input).await,
         "set_agent_model" => set_agent_model(ctx, input).await,
+        "data_block" | "show" | "list_blocks" | "search_blocks" => {
+            crate::block_tools::call(ctx, name, input)
+                .await
+                .map_err(ToolError::Domain)
+        }
         _ => unreachable!("checked against SHIPPED"),
     };
     result.map_err(|e| match e {

@@ -259,6 +259,7 @@ async fn run(rt: Arc<Runtime>, job: TurnJob) {
         agent: agent.clone(),
         session: session.clone(),
         hops,
+        turn_id: turn.id,
         spawned: AtomicU32::new(0),
         messaged: AtomicU32::new(0),
     };

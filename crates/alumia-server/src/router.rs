@@ -7,7 +7,7 @@ use alumia_types::ErrorCode;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use tower::{Layer, Service};
 
 use crate::error::ApiError;
@@ -98,6 +98,32 @@ pub fn authed_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         ("/api/v1/projects/{id}/share/invite", post(share::invite)),
         ("/api/v1/share/invite/{token}/accept", post(share::accept)),
+        (
+            "/api/v1/projects/{id}/blocks",
+            get(blocks::list).post(blocks::create_in_project),
+        ),
+        (
+            "/api/v1/projects/{id}/blocks/positions",
+            patch(blocks::positions),
+        ),
+        ("/api/v1/projects/{id}/canvas", get(blocks::canvas)),
+        ("/api/v1/projects/{id}/edges", post(blocks::create_edge)),
+        (
+            "/api/v1/projects/{id}/edges/{edgeId}",
+            delete(blocks::delete_edge),
+        ),
+        (
+            "/api/v1/projects/{id}/restore-last-run",
+            post(blocks::restore_last_run),
+        ),
+        ("/api/v1/blocks", post(blocks::create)),
+        ("/api/v1/blocks/arrange", post(blocks::arrange)),
+        (
+            "/api/v1/blocks/{id}",
+            get(blocks::get)
+                .patch(blocks::update)
+                .delete(blocks::delete),
+        ),
         ("/api/v1/chat", post(chat::chat)),
         ("/api/v1/chat/{sessionId}/stop", post(chat::stop)),
         ("/api/v1/chat/{sessionId}/resume", post(chat::resume)),

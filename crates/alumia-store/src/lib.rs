@@ -8,6 +8,7 @@ mod db_url;
 mod errors;
 mod postgres;
 mod rows;
+mod sql_block;
 mod sql_chat;
 mod sql_device;
 mod sql_project;

@@ -3,6 +3,7 @@
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::ConnectOptions;
+use crate::sql_block::impl_block_store;
 use crate::sql_chat::impl_chat_store;
 use crate::sql_device::impl_device_store;
 use crate::sql_project::impl_project_store;
@@ -84,3 +85,4 @@ impl_chat_store!(PgStore);
 impl_device_store!(PgStore);
 impl_project_store!(PgStore);
 impl_share_store!(PgStore);
+impl_block_store!(PgStore);

@@ -377,6 +377,26 @@ macro_rules! impl_project_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(err)?;
+                    // Its blocks go with it (soft), its edges and session positions for good.
+                    sqlx::query(
+                        "UPDATE blocks SET deleted_at = $3 WHERE org_id = $1 AND project_id = $2 AND deleted_at IS NULL",
+                    )
+                    .bind(&org_id)
+                    .bind(&id)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                    for table in ["project_edges", "canvas_positions"] {
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DELETE FROM {table} WHERE org_id = $1 AND project_id = $2"
+                        )))
+                        .bind(&org_id)
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                    }
                     // Running turns of its sessions stop at their next save.
                     sqlx::query(
                         "UPDATE turns SET stop_requested = TRUE WHERE org_id = $1 AND status = 'running' \

@@ -8,6 +8,7 @@ use sqlx::sqlite::{
 };
 
 use crate::ConnectOptions;
+use crate::sql_block::impl_block_store;
 use crate::sql_chat::impl_chat_store;
 use crate::sql_device::impl_device_store;
 use crate::sql_project::impl_project_store;
@@ -131,3 +132,4 @@ impl_chat_store!(SqliteStore);
 impl_device_store!(SqliteStore);
 impl_project_store!(SqliteStore);
 impl_share_store!(SqliteStore);
+impl_block_store!(SqliteStore);

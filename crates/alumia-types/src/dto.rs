@@ -435,3 +435,214 @@ pub struct ProjectView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spend: Option<ProjectSpendView>,
 }
+
+// --- blocks and the project canvas (spec 06 §2) ----------------------------
+
+/// A position as sent: numbers, snapped to the 24 px grid by the server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockPositionInput {
+    pub x: f64,
+    pub y: f64,
+    #[serde(default)]
+    pub width: Option<f64>,
+    #[serde(default)]
+    pub height: Option<f64>,
+}
+
+/// `POST /blocks` and `POST /projects/:id/blocks` (there the path names the
+/// project; a different `projectId` in the body is a `422`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateBlockRequest {
+    #[serde(default)]
+    pub project_id: Option<String>,
+    #[serde(rename = "type")]
+    pub block_type: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    pub data: Value,
+    #[serde(default)]
+    pub position: Option<BlockPositionInput>,
+}
+
+/// `PATCH /blocks/:id`. `expectedUpdatedAt`: the `updatedAt` last read (the
+/// ISO string, or integer milliseconds). `projectId` is a `422` (a block
+/// never changes project); other unknown fields are ignored (spec 02 §5).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateBlockRequest {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub data: Option<Value>,
+    #[serde(default)]
+    pub position: Option<BlockPositionInput>,
+    #[serde(default)]
+    pub expected_updated_at: Option<Value>,
+    /// Only to refuse it.
+    #[serde(default)]
+    pub project_id: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockPositionView {
+    pub x: i64,
+    pub y: i64,
+    pub width: i64,
+    pub height: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockCreatedByView {
+    pub kind: String,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_id: Option<String>,
+}
+
+/// A block (spec 06 §2). `updatedAt` is its revision.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockView {
+    pub id: String,
+    pub org_id: String,
+    pub project_id: Option<String>,
+    #[serde(rename = "type")]
+    pub block_type: String,
+    pub title: String,
+    pub data: Value,
+    pub position: BlockPositionView,
+    pub created_by: BlockCreatedByView,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockPositionItem {
+    pub id: String,
+    /// `block` (default) or `session`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    pub x: f64,
+    pub y: f64,
+    #[serde(default)]
+    pub width: Option<f64>,
+    #[serde(default)]
+    pub height: Option<f64>,
+}
+
+/// `PATCH /projects/:id/blocks/positions`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockPositionsRequest {
+    pub positions: Vec<BlockPositionItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanvasNodeRef {
+    /// `block` or `session`.
+    pub kind: String,
+    pub id: String,
+}
+
+/// `POST /projects/:id/edges`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeRequest {
+    pub from: CanvasNodeRef,
+    pub to: CanvasNodeRef,
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// A stored edge (`id`, deletable) or a derived one (`id: null`,
+/// `derived: "created_by" | "peer_message"`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeView {
+    pub id: Option<String>,
+    pub from: CanvasNodeRef,
+    pub to: CanvasNodeRef,
+    pub label: String,
+    pub derived: Option<String>,
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanvasBlockView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub block_type: String,
+    pub title: String,
+    pub position: BlockPositionView,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanvasAgentNodeView {
+    pub session_id: String,
+    pub agent_id: Option<String>,
+    pub agent_name: Option<String>,
+    pub status: String,
+    pub position: BlockPositionView,
+}
+
+/// `GET /projects/:id/canvas`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanvasView {
+    pub project: ProjectView,
+    pub blocks: Vec<CanvasBlockView>,
+    pub agent_nodes: Vec<CanvasAgentNodeView>,
+    pub edges: Vec<EdgeView>,
+}
+
+/// `POST /blocks/arrange`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArrangeBlocksRequest {
+    pub project_id: String,
+    #[serde(default)]
+    pub block_ids: Option<Vec<String>>,
+    /// `grid` (default) or `ai`.
+    #[serde(default)]
+    pub strategy: Option<String>,
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArrangedPositionView {
+    pub id: String,
+    pub x: i64,
+    pub y: i64,
+    pub width: i64,
+    pub height: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArrangeBlocksView {
+    pub positions: Vec<ArrangedPositionView>,
+    pub strategy: String,
+    pub dry_run: bool,
+}
+
+/// `POST /projects/:id/restore-last-run`: ids restored and deleted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreLastRunView {
+    pub turn_id: String,
+    pub restored: Vec<String>,
+    pub deleted: Vec<String>,
+}

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod blocks;
 pub mod byok_keys;
 pub mod chat;
 pub mod device;

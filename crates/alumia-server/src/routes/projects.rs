@@ -27,7 +27,7 @@ pub(crate) fn service(state: &AppState) -> Projects<'_> {
     }
 }
 
-fn view(p: &Project) -> ProjectView {
+pub(crate) fn view(p: &Project) -> ProjectView {
     ProjectView {
         id: p.id.to_string(),
         org_id: p.org_id.to_string(),

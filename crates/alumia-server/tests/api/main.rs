@@ -4,6 +4,7 @@
 
 mod agents;
 mod api_keys;
+mod blocks;
 mod chat;
 mod chat_lifecycle;
 mod chat_providers;

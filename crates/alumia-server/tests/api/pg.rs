@@ -497,3 +497,111 @@ async fn a_turn_on_one_replica_is_followed_and_stopped_from_another_through_redi
 async fn without_redis_another_replica_follows_a_turn_by_polling_the_log() {
     follow_across_replicas(false).await;
 }
+
+#[tokio::test]
+async fn blocks_race_to_one_winner_move_atomically_and_go_with_their_project_on_postgres() {
+    use crate::blocks::{block, delete, patch, project};
+    use crate::chat::{get, post};
+    let (db, app, browser) = owner_on_fresh_postgres().await;
+    let (key, _) = browser.mint_key("pg", None).await;
+    let pid = project(&app, &key, "Board").await;
+    let other = project(&app, &key, "Other").await;
+    let b = block(
+        &app,
+        &key,
+        &pid,
+        json!({"type": "data", "data": {"type": "markdown", "markdown": "m"}}),
+    )
+    .await;
+    let foreign = block(
+        &app,
+        &key,
+        &other,
+        json!({"type": "code", "data": {"code": "x"}}),
+    )
+    .await;
+    assert_eq!(
+        b["position"],
+        json!({"x": 0, "y": 0, "width": 288, "height": 192})
+    );
+    let path = format!("/api/v1/blocks/{}", b["id"].as_str().unwrap());
+
+    // Two PATCHes holding one revision, at once: one 200, one 409.
+    let mut revision = b["updatedAt"].as_str().unwrap().to_string();
+    for round in 0..4 {
+        let body = |t: &str| json!({"title": format!("{t}{round}"), "expectedUpdatedAt": revision});
+        let (x, y) = tokio::join!(
+            patch(&app, &key, &path, body("a")),
+            patch(&app, &key, &path, body("b"))
+        );
+        let mut statuses = [x.0, y.0];
+        statuses.sort();
+        assert_eq!(statuses, [200, 409], "{x:?} {y:?}");
+        let (winner, loser) = if x.0 == 200 { (x, y) } else { (y, x) };
+        assert_error(loser.0, &loser.1, 409, "CONFLICT", "stale_revision");
+        assert_eq!(
+            loser.1["error"]["details"]["currentUpdatedAt"],
+            winner.1["data"]["updatedAt"]
+        );
+        revision = winner.1["data"]["updatedAt"].as_str().unwrap().to_string();
+    }
+
+    // A foreign id in the batch: nothing moves.
+    let positions = format!("/api/v1/projects/{pid}/blocks/positions");
+    let (status, body) = patch(
+        &app,
+        &key,
+        &positions,
+        json!({"positions": [
+        {"id": b["id"], "x": 480, "y": 480}, {"id": foreign["id"], "x": 0, "y": 0}]}),
+    )
+    .await;
+    assert_error(status, &body, 400, "BAD_REQUEST", "invalid_reference");
+    assert_eq!(body["error"]["details"]["ids"], json!([foreign["id"]]));
+    let (_, now) = get(&app, &key, &path).await;
+    assert_eq!(now["data"]["position"]["x"], 0);
+    let (status, _) = patch(
+        &app,
+        &key,
+        &positions,
+        json!({"positions": [{"id": b["id"], "x": 481, "y": 470}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, now) = get(&app, &key, &path).await;
+    assert_eq!(
+        (
+            now["data"]["position"]["x"].as_i64(),
+            now["data"]["position"]["y"].as_i64()
+        ),
+        (Some(480), Some(480))
+    );
+
+    // Edges, the canvas, and the project delete cascade.
+    let (status, _) = post(
+        &app,
+        &key,
+        &format!("/api/v1/projects/{pid}/edges"),
+        json!({"from": {"kind": "block", "id": b["id"]}, "to": {"kind": "block", "id": b["id"]}}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, canvas) = get(&app, &key, &format!("/api/v1/projects/{pid}/canvas")).await;
+    assert_eq!(
+        canvas["data"]["edges"].as_array().unwrap().len(),
+        1,
+        "{canvas}"
+    );
+    let (status, _) = delete(&app, &key, &format!("/api/v1/projects/{pid}")).await;
+    assert_eq!(status, 200);
+    let (status, _) = get(&app, &key, &path).await;
+    assert_eq!(status, 404, "blocks go with their project");
+    let (status, _) = get(
+        &app,
+        &key,
+        &format!("/api/v1/blocks/{}", foreign["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    finish(app, db).await;
+}
