@@ -733,30 +733,52 @@ impl Blocks<'_> {
         self.projects().get(p, raw).await
     }
 
+    /// The project, when the principal may change it: visible, and not
+    /// only through a viewer invite (`403 project_read_only`).
+    pub async fn writable_project(&self, p: &Principal, raw: &str) -> DomainResult<Project> {
+        self.projects().get_writable(p, raw).await
+    }
+
     /// A live block the principal may reach: org-context blocks belong to
     /// the org; project blocks need their project to be visible.
     pub async fn get(&self, p: &Principal, id: Uuid) -> DomainResult<Block> {
+        self.reach(p, id, false).await
+    }
+
+    /// As `get`, for a change: a viewer member of its project reads only.
+    async fn get_writable(&self, p: &Principal, id: Uuid) -> DomainResult<Block> {
+        self.reach(p, id, true).await
+    }
+
+    async fn reach(&self, p: &Principal, id: Uuid, write: bool) -> DomainResult<Block> {
         let block = self
             .store
             .get_block(&p.org, id)
             .await?
             .ok_or(DomainError::NotFound)?;
         if let Some(project) = block.project_id {
-            self.projects().get(p, &project.to_string()).await?;
+            let raw = project.to_string();
+            if write {
+                self.projects().get_writable(p, &raw).await?;
+            } else {
+                self.projects().get(p, &raw).await?;
+            }
         }
         Ok(block)
     }
 
+    /// A project's live blocks. `org` is the caller's scope (or, for a
+    /// share link, the scope its token opened).
     pub async fn list(
         &self,
-        p: &Principal,
+        org: &OrgScope,
         project: &Project,
         block_type: Option<&str>,
         page: PageRequest,
     ) -> DomainResult<Vec<Block>> {
         Ok(self
             .store
-            .list_blocks(&p.org, Some(project.id), block_type, page)
+            .list_blocks(org, Some(project.id), block_type, page)
             .await?)
     }
 
@@ -832,7 +854,7 @@ impl Blocks<'_> {
         expected: Option<i64>,
         run: Option<RunRef>,
     ) -> BlockResult<Block> {
-        let current = self.get(p, id).await?;
+        let current = self.get_writable(p, id).await?;
         if let Some(t) = &patch.title {
             check_title(t)?;
         }
@@ -855,7 +877,7 @@ impl Blocks<'_> {
         id: Uuid,
         run: Option<RunRef>,
     ) -> DomainResult<Block> {
-        let block = self.get(p, id).await?;
+        let block = self.get_writable(p, id).await?;
         self.store.delete_block(&p.org, id, self.now, run).await?;
         Ok(block)
     }
@@ -884,10 +906,10 @@ impl Blocks<'_> {
     /// Session nodes with a position each (stored or the default column).
     pub async fn session_nodes(
         &self,
-        p: &Principal,
+        org: &OrgScope,
         project: &Project,
     ) -> DomainResult<Vec<SessionNode>> {
-        let mut nodes = self.store.list_session_nodes(&p.org, project.id).await?;
+        let mut nodes = self.store.list_session_nodes(org, project.id).await?;
         for (i, n) in nodes.iter_mut().enumerate() {
             if n.position.is_none() {
                 n.position = Some(default_session_position(i));
@@ -899,12 +921,12 @@ impl Blocks<'_> {
     /// Stored and derived edges. Derived ones have no id.
     pub async fn canvas_edges(
         &self,
-        p: &Principal,
+        org: &OrgScope,
         project: &Project,
         blocks: &[Block],
         sessions: &[SessionNode],
     ) -> DomainResult<(Vec<Edge>, Vec<(NodeRef, NodeRef, &'static str)>)> {
-        let stored = self.store.list_edges(&p.org, project.id).await?;
+        let stored = self.store.list_edges(org, project.id).await?;
         let live: HashSet<Uuid> = sessions.iter().map(|s| s.session_id).collect();
         let mut derived = Vec::new();
         for b in blocks {
@@ -922,7 +944,7 @@ impl Blocks<'_> {
                 ));
             }
         }
-        for (from, to) in self.store.list_peer_links(&p.org, project.id).await? {
+        for (from, to) in self.store.list_peer_links(org, project.id).await? {
             derived.push((
                 NodeRef {
                     kind: "session".into(),

@@ -1022,7 +1022,9 @@ async fn projects_list_get_and_export_a_verifiable_manifest() {
     ran.assert_code(0);
     assert!(ran.stdout.starts_with("ID"), "{ran:?}");
     assert!(
-        ran.stdout.lines().any(|l| l.contains(" launch ") && l.contains("Launch")),
+        ran.stdout
+            .lines()
+            .any(|l| l.contains(" launch ") && l.contains("Launch")),
         "{ran:?}"
     );
     let ran = cli.run(&["projects", "get", "launch", "--json"]).await;
@@ -1033,7 +1035,13 @@ async fn projects_list_get_and_export_a_verifiable_manifest() {
 
     let path = cli.home.path().join("launch.json");
     let ran = cli
-        .run(&["projects", "export", "launch", "--output", path.to_str().unwrap()])
+        .run(&[
+            "projects",
+            "export",
+            "launch",
+            "--output",
+            path.to_str().unwrap(),
+        ])
         .await;
     ran.assert_code(0);
     assert_eq!(mode(&path), 0o600, "the manifest is private");

@@ -198,7 +198,7 @@ pub async fn list(
     };
     let rows = blocks
         .list(
-            &p,
+            &p.org,
             &project,
             q.block_type.as_deref(),
             PageRequest {
@@ -219,7 +219,7 @@ pub async fn create_in_project(
     ApiJson(req): ApiJson<CreateBlockRequest>,
 ) -> ApiResult<Response> {
     let blocks = service(&state);
-    let project = blocks.project(&p, &id).await?;
+    let project = blocks.writable_project(&p, &id).await?;
     if let Some(other) = &req.project_id
         && other != &project.id.to_string()
         && other != &project.slug
@@ -241,10 +241,15 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let blocks = service(&state);
     let project = match req.project_id.as_deref() {
-        Some(raw) => Some(blocks.project(&p, raw).await.map_err(|e| match e {
-            DomainError::NotFound => DomainError::invalid_reference("projectId"),
-            other => other,
-        })?),
+        Some(raw) => Some(
+            blocks
+                .writable_project(&p, raw)
+                .await
+                .map_err(|e| match e {
+                    DomainError::NotFound => DomainError::invalid_reference("projectId"),
+                    other => other,
+                })?,
+        ),
         None => None,
     };
     let input = new_block(req)?;
@@ -345,7 +350,7 @@ pub async fn positions(
     ApiJson(req): ApiJson<BlockPositionsRequest>,
 ) -> ApiResult<Response> {
     let blocks = service(&state);
-    let project = blocks.project(&p, &id).await?;
+    let project = blocks.writable_project(&p, &id).await?;
     let mut items = Vec::with_capacity(req.positions.len());
     let mut unparsable = Vec::new();
     for (i, item) in req.positions.iter().enumerate() {
@@ -385,18 +390,25 @@ fn canvas_project(project: &Project) -> ProjectView {
     crate::routes::projects::view(project)
 }
 
-/// `GET /api/v1/projects/:id/canvas`.
-pub async fn canvas(
-    State(state): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    let blocks = service(&state);
-    let project = blocks.project(&p, &id).await?;
+/// What a canvas shows: live blocks, session nodes (with a position, a
+/// default one when never placed) and stored plus derived edges. Read with
+/// `org`: the caller's scope, or the one a share token opened.
+pub(crate) struct CanvasParts {
+    pub blocks: Vec<Block>,
+    pub agent_nodes: Vec<CanvasAgentNodeView>,
+    pub edges: Vec<EdgeView>,
+}
+
+pub(crate) async fn canvas_parts(
+    state: &AppState,
+    org: &alumia_core::OrgScope,
+    project: &Project,
+) -> ApiResult<CanvasParts> {
+    let blocks = service(state);
     let all = blocks
         .list(
-            &p,
-            &project,
+            org,
+            project,
             None,
             PageRequest {
                 limit: MAX_UNPAGED,
@@ -404,8 +416,8 @@ pub async fn canvas(
             },
         )
         .await?;
-    let sessions = blocks.session_nodes(&p, &project).await?;
-    let (stored, derived) = blocks.canvas_edges(&p, &project, &all, &sessions).await?;
+    let sessions = blocks.session_nodes(org, project).await?;
+    let (stored, derived) = blocks.canvas_edges(org, project, &all, &sessions).await?;
     let mut edges: Vec<EdgeView> = stored.iter().map(edge_view).collect();
     edges.extend(derived.iter().map(|(from, to, why)| EdgeView {
         id: None,
@@ -415,9 +427,40 @@ pub async fn canvas(
         derived: Some((*why).to_string()),
         created_at: None,
     }));
+    let agent_nodes = sessions
+        .iter()
+        .map(|s| CanvasAgentNodeView {
+            session_id: s.session_id.to_string(),
+            agent_id: s.agent_id.map(|a| a.to_string()),
+            agent_name: s.agent_name.clone(),
+            status: s.status.clone(),
+            position: position_view(&s.position.unwrap_or(Position {
+                x: 0,
+                y: 0,
+                width: 0,
+                height: 0,
+            })),
+        })
+        .collect();
+    Ok(CanvasParts {
+        blocks: all,
+        agent_nodes,
+        edges,
+    })
+}
+
+/// `GET /api/v1/projects/:id/canvas`.
+pub async fn canvas(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let project = service(&state).project(&p, &id).await?;
+    let parts = canvas_parts(&state, &p.org, &project).await?;
     Ok(ok(CanvasView {
         project: canvas_project(&project),
-        blocks: all
+        blocks: parts
+            .blocks
             .iter()
             .map(|b| CanvasBlockView {
                 id: b.id.to_string(),
@@ -427,22 +470,8 @@ pub async fn canvas(
                 updated_at: format_ts(b.updated_at),
             })
             .collect(),
-        agent_nodes: sessions
-            .iter()
-            .map(|s| CanvasAgentNodeView {
-                session_id: s.session_id.to_string(),
-                agent_id: s.agent_id.map(|a| a.to_string()),
-                agent_name: s.agent_name.clone(),
-                status: s.status.clone(),
-                position: position_view(&s.position.unwrap_or(Position {
-                    x: 0,
-                    y: 0,
-                    width: 0,
-                    height: 0,
-                })),
-            })
-            .collect(),
-        edges,
+        agent_nodes: parts.agent_nodes,
+        edges: parts.edges,
     }))
 }
 
@@ -455,7 +484,7 @@ pub async fn create_edge(
     ApiJson(req): ApiJson<EdgeRequest>,
 ) -> ApiResult<Response> {
     let blocks = service(&state);
-    let project = blocks.project(&p, &id).await?;
+    let project = blocks.writable_project(&p, &id).await?;
     let from = node_ref("from", &req.from)?;
     let to = node_ref("to", &req.to)?;
     let edge = blocks
@@ -479,7 +508,7 @@ pub async fn delete_edge(
     Path((id, edge)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let blocks = service(&state);
-    let project = blocks.project(&p, &id).await?;
+    let project = blocks.writable_project(&p, &id).await?;
     let edge = parse_id(&edge)?;
     blocks.delete_edge(&p, &project, edge).await?;
     Ok(ok(json!({ "id": edge.to_string(), "deleted": true })))
@@ -497,7 +526,7 @@ pub async fn arrange(
     }
     let blocks = service(&state);
     let project = blocks
-        .project(&p, &req.project_id)
+        .writable_project(&p, &req.project_id)
         .await
         .map_err(|e| match e {
             DomainError::NotFound => DomainError::invalid_reference("projectId"),
@@ -667,7 +696,7 @@ pub async fn restore_last_run(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let blocks = service(&state);
-    let project = blocks.project(&p, &id).await?;
+    let project = blocks.writable_project(&p, &id).await?;
     let report = blocks.restore_last_run(&p, &project).await?;
     Ok(ok(RestoreLastRunView {
         turn_id: report.turn_id.to_string(),

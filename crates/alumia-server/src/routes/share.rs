@@ -178,7 +178,6 @@ async fn payload(state: &AppState, shared: &SharedProject) -> ApiResult<Value> {
         .await
         .map_err(DomainError::from)?;
     let mut shared_sessions = Vec::new();
-    let mut agent_nodes = Vec::new();
     for s in &sessions {
         let agent = match s.agent_id {
             Some(id) => store
@@ -207,15 +206,6 @@ async fn payload(state: &AppState, shared: &SharedProject) -> ApiResult<Value> {
             .as_ref()
             .map(|a| (a.name.clone(), a.avatar.clone()))
             .unzip();
-        if let Some(a) = &agent {
-            agent_nodes.push(json!({
-                "sessionId": s.id.to_string(),
-                "agentId": a.id.to_string(),
-                "agentName": a.name,
-                "status": s.status,
-                "position": Value::Null,
-            }));
-        }
         shared_sessions.push(json!({
             "id": s.id.to_string(),
             "label": s.label,
@@ -224,15 +214,32 @@ async fn payload(state: &AppState, shared: &SharedProject) -> ApiResult<Value> {
             "messages": messages,
         }));
     }
+    let canvas = crate::routes::blocks::canvas_parts(state, &org, project).await?;
+    let blocks: Vec<_> = canvas
+        .blocks
+        .iter()
+        .map(|b| {
+            let v = crate::routes::blocks::view(b);
+            // The block as shown, without who made it or where it lives.
+            json!({
+                "id": v.id,
+                "type": v.block_type,
+                "title": v.title,
+                "data": v.data,
+                "position": v.position,
+                "updatedAt": v.updated_at,
+            })
+        })
+        .collect();
     Ok(json!({
         "project": {
             "name": project.name,
             "description": project.description,
             "emoji": project.emoji,
         },
-        "blocks": [],
-        "edges": [],
-        "agentNodes": agent_nodes,
+        "blocks": blocks,
+        "edges": canvas.edges,
+        "agentNodes": canvas.agent_nodes,
         "sessions": shared_sessions,
         "sharedAt": format_ts(shared.shared_at),
     }))

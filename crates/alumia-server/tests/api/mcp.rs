@@ -525,8 +525,7 @@ async fn project_and_canvas_tools_read_and_write_through_rest() {
     assert_eq!(canvas["blocks"][0]["title"], "Notes 2", "{canvas}");
     let blocks = call(&app, &read, "blocks_list", json!({"projectId": "launch"})).await;
     assert_eq!(
-        blocks["result"]["structuredContent"]["items"][0]["data"]["markdown"],
-        "hello",
+        blocks["result"]["structuredContent"]["items"][0]["data"]["markdown"], "hello",
         "{blocks}"
     );
     let list = call(&app, &read, "projects_list", json!({"q": "laun"})).await;

@@ -141,6 +141,15 @@ async fn a_share_link_shows_a_read_only_view_until_it_is_revoked() {
     .await;
     res.text().await.unwrap();
 
+    let (status, block) = post(
+        &app,
+        &key,
+        &format!("/api/v1/projects/{pid}/blocks"),
+        json!({"type": "data", "title": "Plan", "data": {"type": "markdown", "markdown": "# Go"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{block}");
+
     assert_eq!(
         owner.step_up(alumia_testkit::TEST_PASSWORD).await.status(),
         200
@@ -197,6 +206,10 @@ async fn a_share_link_shows_a_read_only_view_until_it_is_revoked() {
         "{texts:?}"
     );
     assert_eq!(data["agentNodes"][0]["sessionId"], session.as_str());
+    assert_eq!(data["blocks"][0]["id"], block["data"]["id"]);
+    assert_eq!(data["blocks"][0]["data"]["markdown"], "# Go");
+    assert!(data["blocks"][0]["createdBy"].is_null(), "{data}");
+    assert!(data["edges"].is_array());
     let text = view.to_string();
     // The stored reply has a reasoning part; the share leaves it out.
     let (_, stored) = get(&app, &key, &format!("/api/v1/sessions/{session}/messages")).await;
@@ -393,6 +406,16 @@ async fn invites_make_members_of_the_same_org_project_members_with_a_role() {
         .unwrap();
     let (status, body) = read(res).await;
     assert_error(status, &body, 403, "FORBIDDEN", "project_read_only");
+    let blocks_path = format!("{ppath}/blocks");
+    let (status, body) = post(
+        &app,
+        &bob_key,
+        &blocks_path,
+        json!({"type": "document", "data": {"content": "x"}}),
+    )
+    .await;
+    assert_error(status, &body, 403, "FORBIDDEN", "project_read_only");
+    assert_eq!(get(&app, &bob_key, &format!("{ppath}/canvas")).await.0, 200);
 
     // An editor invite upgrades the membership; it expires after its days.
     let (_, body) = bpost(&owner, &invite_path, json!({"role": "editor"})).await;
