@@ -1,6 +1,5 @@
-//! Project export manifests (spec 06 §4): their format, the checksum, and
-//! the plan a restore follows. Pure functions; the service that reads and
-//! writes the store lives with the blocks.
+//! Duplicate, export and restore a project (spec 06 §4): the manifest
+//! format, its checksum, the plan a restore follows, and the service.
 //!
 //! Format (our decision): `{format: "alumia.project-export", version: 1,
 //! exportedAt, orgId, project, blocks, edges, files, checksum}` where
@@ -10,12 +9,20 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::blocks::{Block, CreatedBy, Edge, MAX_UNPAGED, NodeRef, Position};
+use crate::clock::format_ts;
 use crate::crypto::sha256_hex;
-use crate::error::DomainError;
+use crate::error::{DomainError, DomainResult};
+use crate::principal::Principal;
+use crate::projects::{FileEntry, Project, ProjectInput, Projects, project_folder};
+use crate::scope::OrgScope;
+use crate::store::{PageRequest, Store, StoreResult};
 
 pub const FORMAT: &str = "alumia.project-export";
 pub const VERSION: u64 = 1;
@@ -219,6 +226,504 @@ pub fn plan_restore(
     delete.sort();
     plan.delete = delete;
     plan
+}
+
+/// The writes of duplicate and restore, each in one transaction.
+#[async_trait]
+pub trait PortabilityStore: Send + Sync {
+    /// `(id, org_id, project_id)` of every block row (any org, live or not)
+    /// with one of `ids`: a restore re-issues ids that live elsewhere.
+    async fn find_block_owners(&self, ids: &[Uuid])
+    -> StoreResult<Vec<(Uuid, Uuid, Option<Uuid>)>>;
+    /// Writes the project's fields, rewrites (and revives) `update`,
+    /// inserts `create`, soft-deletes `delete` and replaces the project's
+    /// stored edges with `edges`. `NotFound` when the project is gone.
+    async fn apply_project_restore(
+        &self,
+        org: &OrgScope,
+        project: &Project,
+        update: &[Block],
+        create: &[Block],
+        delete: &[Uuid],
+        edges: &[Edge],
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The new project with its folder, blocks and edges.
+    /// `Conflict("project_slug")` when the slug is taken.
+    async fn create_project_copy(
+        &self,
+        org: &OrgScope,
+        project: &Project,
+        folder: &FileEntry,
+        blocks: &[Block],
+        edges: &[Edge],
+    ) -> StoreResult<()>;
+}
+
+/// What `POST …/restore` did, or with `dryRun` would do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreOutcome {
+    pub checksum_valid: bool,
+    pub dry_run: bool,
+    pub create: Vec<Uuid>,
+    pub update: Vec<Uuid>,
+    pub delete: Vec<Uuid>,
+    /// Manifest files whose bytes this org no longer has.
+    pub missing_files: Vec<ManifestFile>,
+    /// Manifest edges dropped because an end is not on the restored canvas.
+    pub skipped_edges: Vec<Uuid>,
+}
+
+pub struct Portability<'a> {
+    pub store: &'a dyn Store,
+    pub now: DateTime<Utc>,
+}
+
+impl Portability<'_> {
+    fn projects(&self) -> Projects<'_> {
+        Projects {
+            store: self.store,
+            now: self.now,
+        }
+    }
+
+    async fn all_blocks(&self, org: &OrgScope, project: Uuid) -> DomainResult<Vec<Block>> {
+        let page = PageRequest {
+            limit: MAX_UNPAGED,
+            after: None,
+        };
+        Ok(self
+            .store
+            .list_blocks(org, Some(project), None, page)
+            .await?)
+    }
+
+    /// The self-contained manifest of a project the principal sees.
+    pub async fn export(&self, p: &Principal, raw: &str) -> DomainResult<Value> {
+        let project = self.projects().get(p, raw).await?;
+        let blocks = self.all_blocks(&p.org, project.id).await?;
+        let edges = self.store.list_edges(&p.org, project.id).await?;
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            exported_at: format_ts(self.now),
+            org_id: p.org.org_id(),
+            project: ManifestProject {
+                id: project.id,
+                name: project.name.clone(),
+                slug: project.slug.clone(),
+                description: project.description.clone(),
+                prompt: project.prompt.clone(),
+                emoji: project.emoji.clone(),
+                visibility: project.visibility.clone(),
+                status: project.status.clone(),
+                tags: project.tags.clone(),
+                metadata: project.metadata.clone(),
+            },
+            blocks: blocks.iter().map(manifest_block).collect(),
+            edges: edges.iter().map(manifest_edge).collect(),
+            files: self.manifest_files(p, &project).await?,
+            checksum: String::new(),
+        };
+        Ok(manifest.sealed())
+    }
+
+    /// The project's files, for the manifest (none until files land here).
+    async fn manifest_files(
+        &self,
+        _p: &Principal,
+        _project: &Project,
+    ) -> DomainResult<Vec<ManifestFile>> {
+        Ok(Vec::new())
+    }
+
+    /// A copy of the project: blocks with new ids and edges remapped to
+    /// them. Sessions, share links, members and memories stay behind.
+    pub async fn duplicate(
+        &self,
+        p: &Principal,
+        raw: &str,
+        name: Option<String>,
+    ) -> DomainResult<Project> {
+        let source = self.projects().get(p, raw).await?;
+        let name = match name {
+            Some(n) => n,
+            None => format!("{} (copy)", source.name)
+                .chars()
+                .take(255)
+                .collect(),
+        };
+        self.projects().check_name(&name)?;
+        let blocks = self.all_blocks(&p.org, source.id).await?;
+        let edges = self.store.list_edges(&p.org, source.id).await?;
+        let mut copy = Project {
+            id: crate::new_id(),
+            user_id: p.user_id,
+            name: crate::agents::normalise_name(&name),
+            share_enabled: false,
+            created_at: self.now,
+            updated_at: self.now,
+            ..source.clone()
+        };
+        let base = crate::agents::slugify_or(&copy.name, "project");
+        copy.slug = base.clone();
+        let folder = project_folder(&copy);
+        let creator = CreatedBy {
+            kind: "user".into(),
+            id: p.user_id,
+            session_id: None,
+            turn_id: None,
+        };
+        let mut ids = HashMap::new();
+        let new_blocks: Vec<Block> = blocks
+            .iter()
+            .map(|b| {
+                let id = crate::new_id();
+                ids.insert(b.id, id);
+                Block {
+                    id,
+                    project_id: Some(copy.id),
+                    created_by: creator.clone(),
+                    created_at: self.now,
+                    updated_at: self.now,
+                    ..b.clone()
+                }
+            })
+            .collect();
+        // Edges between blocks come along; edges to sessions cannot.
+        let new_edges: Vec<Edge> = edges
+            .iter()
+            .filter_map(|e| {
+                let from = *ids.get(&e.from.id).filter(|_| e.from.kind == "block")?;
+                let to = *ids.get(&e.to.id).filter(|_| e.to.kind == "block")?;
+                Some(Edge {
+                    id: crate::new_id(),
+                    project_id: copy.id,
+                    from: NodeRef {
+                        kind: "block".into(),
+                        id: from,
+                    },
+                    to: NodeRef {
+                        kind: "block".into(),
+                        id: to,
+                    },
+                    created_by: creator.clone(),
+                    created_at: self.now,
+                    ..e.clone()
+                })
+            })
+            .collect();
+        for n in 1.. {
+            match self
+                .store
+                .create_project_copy(&p.org, &copy, &folder, &new_blocks, &new_edges)
+                .await
+            {
+                Ok(()) => return Ok(copy),
+                Err(crate::StoreError::Conflict(_)) if n < 50 => {
+                    copy.slug = format!("{base}-{}", n + 1);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Makes the project's fields, blocks and edges equal the manifest, or
+    /// with `dry_run` says what that would do. Nothing is written unless
+    /// the manifest is this org's, its checksum holds and every block in it
+    /// is valid.
+    pub async fn restore(
+        &self,
+        p: &Principal,
+        raw: &str,
+        manifest: &Value,
+        dry_run: bool,
+    ) -> DomainResult<RestoreOutcome> {
+        let project = self.projects().get_writable(p, raw).await?;
+        let read = read(manifest)?;
+        let m = &read.manifest;
+        if m.org_id != p.org.org_id() {
+            return Err(DomainError::invalid_with_reason(
+                "foreign_manifest",
+                "manifest",
+                "this manifest was exported from another organization",
+            ));
+        }
+        if !dry_run && !read.checksum_valid {
+            return Err(DomainError::invalid_with_reason(
+                "checksum_mismatch",
+                "manifest.checksum",
+                "the manifest does not match its checksum",
+            ));
+        }
+        let restored = self.restored_fields(p, &project, &m.project)?;
+        for (i, b) in m.blocks.iter().enumerate() {
+            check_manifest_block(i, b)?;
+        }
+
+        let current = self.all_blocks(&p.org, project.id).await?;
+        let mut ours: HashSet<Uuid> = current.iter().map(|b| b.id).collect();
+        let mut taken = HashSet::new();
+        let wanted: Vec<Uuid> = m.blocks.iter().map(|b| b.id).collect();
+        for (id, org, owner) in self.store.find_block_owners(&wanted).await? {
+            if org == p.org.org_id() && owner == Some(project.id) {
+                // A deleted block of this project comes back under its id.
+                ours.insert(id);
+            } else {
+                taken.insert(id);
+            }
+        }
+        let live: HashSet<Uuid> = current.iter().map(|b| b.id).collect();
+        let plan = plan_restore(m, &ours, &taken, crate::new_id);
+        // Only live blocks are deleted; `ours` may hold deleted ones.
+        let delete: Vec<Uuid> = plan
+            .delete
+            .iter()
+            .copied()
+            .filter(|id| live.contains(id))
+            .collect();
+
+        let sessions: HashSet<Uuid> = self
+            .store
+            .list_session_nodes(&p.org, project.id)
+            .await?
+            .iter()
+            .map(|s| s.session_id)
+            .collect();
+        let creator = CreatedBy {
+            kind: "user".into(),
+            id: p.user_id,
+            session_id: None,
+            turn_id: None,
+        };
+        let node = |n: &ManifestNode| -> Option<NodeRef> {
+            let id = match n.kind.as_str() {
+                "block" => *plan.ids.get(&n.id)?,
+                "session" if sessions.contains(&n.id) => n.id,
+                _ => return None,
+            };
+            Some(NodeRef {
+                kind: n.kind.clone(),
+                id,
+            })
+        };
+        let mut edges = Vec::new();
+        let mut skipped_edges = Vec::new();
+        for e in &m.edges {
+            match (node(&e.from), node(&e.to)) {
+                (Some(from), Some(to)) => edges.push(Edge {
+                    id: crate::new_id(),
+                    org_id: p.org.org_id(),
+                    project_id: project.id,
+                    from,
+                    to,
+                    label: e.label.clone(),
+                    created_by: creator.clone(),
+                    created_at: self.now,
+                }),
+                _ => skipped_edges.push(e.id),
+            }
+        }
+        let mut outcome = RestoreOutcome {
+            checksum_valid: read.checksum_valid,
+            dry_run,
+            create: plan.create.clone(),
+            update: plan.update.clone(),
+            delete: delete.clone(),
+            missing_files: self.missing_files(p, m).await?,
+            skipped_edges,
+        };
+        if dry_run {
+            return Ok(outcome);
+        }
+
+        let existing: HashMap<Uuid, &Block> = current.iter().map(|b| (b.id, b)).collect();
+        let mut update = Vec::new();
+        let mut create = Vec::new();
+        let mut seen = HashSet::new();
+        for b in &m.blocks {
+            let id = plan.ids[&b.id];
+            if !seen.insert(id) {
+                continue;
+            }
+            let position = Position {
+                x: b.position.x,
+                y: b.position.y,
+                width: b.position.width,
+                height: b.position.height,
+            };
+            if plan.update.contains(&id) {
+                let created_by = existing
+                    .get(&id)
+                    .map_or(creator.clone(), |b| b.created_by.clone());
+                update.push(Block {
+                    id,
+                    org_id: p.org.org_id(),
+                    project_id: Some(project.id),
+                    block_type: b.block_type.clone(),
+                    title: b.title.clone(),
+                    data: b.data.clone(),
+                    position,
+                    created_by,
+                    created_at: self.now,
+                    updated_at: self.now,
+                });
+            } else {
+                create.push(Block {
+                    id,
+                    org_id: p.org.org_id(),
+                    project_id: Some(project.id),
+                    block_type: b.block_type.clone(),
+                    title: b.title.clone(),
+                    data: b.data.clone(),
+                    position,
+                    created_by: creator.clone(),
+                    created_at: self.now,
+                    updated_at: self.now,
+                });
+            }
+        }
+        self.store
+            .apply_project_restore(
+                &p.org, &restored, &update, &create, &delete, &edges, self.now,
+            )
+            .await?;
+        outcome.dry_run = false;
+        Ok(outcome)
+    }
+
+    /// The project as the manifest has it (its slug and workspaces stay).
+    fn restored_fields(
+        &self,
+        p: &Principal,
+        project: &Project,
+        m: &ManifestProject,
+    ) -> DomainResult<Project> {
+        let input = ProjectInput {
+            name: Some(m.name.clone()),
+            description: Some(m.description.clone()),
+            prompt: Some(m.prompt.clone()),
+            emoji: Some(m.emoji.clone()),
+            visibility: Some(m.visibility.clone()),
+            status: Some(m.status.clone()),
+            tags: Some(m.tags.clone()),
+            metadata: Some(m.metadata.clone()),
+            ..ProjectInput::default()
+        };
+        self.projects().check_input(&input)?;
+        if m.visibility != project.visibility && project.user_id != p.user_id && !p.role.is_admin()
+        {
+            return Err(DomainError::forbidden(
+                "not_project_creator",
+                "only the project's creator or an org admin may change its visibility",
+            ));
+        }
+        Ok(Project {
+            name: crate::agents::normalise_name(&m.name),
+            description: m.description.clone(),
+            prompt: m.prompt.clone(),
+            emoji: m.emoji.clone(),
+            visibility: m.visibility.clone(),
+            status: m.status.clone(),
+            tags: m.tags.clone(),
+            metadata: m.metadata.clone(),
+            updated_at: self.now,
+            ..project.clone()
+        })
+    }
+
+    /// Manifest files whose bytes are gone from this org (none known until
+    /// files land here: every file is reported missing).
+    async fn missing_files(&self, _p: &Principal, m: &Manifest) -> DomainResult<Vec<ManifestFile>> {
+        Ok(m.files.clone())
+    }
+}
+
+fn manifest_block(b: &Block) -> ManifestBlock {
+    ManifestBlock {
+        id: b.id,
+        block_type: b.block_type.clone(),
+        title: b.title.clone(),
+        data: b.data.clone(),
+        position: ManifestPosition {
+            x: b.position.x,
+            y: b.position.y,
+            width: b.position.width,
+            height: b.position.height,
+        },
+        created_at: format_ts(b.created_at),
+        updated_at: format_ts(b.updated_at),
+    }
+}
+
+fn manifest_edge(e: &Edge) -> ManifestEdge {
+    ManifestEdge {
+        id: e.id,
+        from: ManifestNode {
+            kind: e.from.kind.clone(),
+            id: e.from.id,
+        },
+        to: ManifestNode {
+            kind: e.to.kind.clone(),
+            id: e.to.id,
+        },
+        label: e.label.clone(),
+    }
+}
+
+/// A manifest block must pass the checks a create would: type, title, data
+/// and a position on the grid.
+fn check_manifest_block(i: usize, b: &ManifestBlock) -> DomainResult<()> {
+    let at = |e: DomainError| match e {
+        DomainError::Validation { reason, fields } => DomainError::Validation {
+            reason: reason.or(Some("invalid_manifest")),
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| (format!("manifest.blocks[{i}].{k}"), v))
+                .collect(),
+        },
+        other => other,
+    };
+    crate::blocks::check_type(&b.block_type).map_err(at)?;
+    crate::blocks::check_title(&b.title).map_err(at)?;
+    crate::blocks::check_data(&b.block_type, &b.data).map_err(at)?;
+    let snapped = crate::blocks::grid_position(
+        "position",
+        b.position.x as f64,
+        b.position.y as f64,
+        Some(b.position.width as f64),
+        Some(b.position.height as f64),
+    )
+    .map_err(at)?;
+    if snapped
+        != (
+            b.position.x,
+            b.position.y,
+            Some(b.position.width),
+            Some(b.position.height),
+        )
+    {
+        return Err(at(DomainError::invalid(
+            "position",
+            "must be on the 24 px grid",
+        )));
+    }
+    Ok(())
+}
+
+/// The JSON of a restore outcome.
+pub fn outcome_json(o: &RestoreOutcome) -> Value {
+    let ids = |v: &[Uuid]| v.iter().map(Uuid::to_string).collect::<Vec<_>>();
+    json!({
+        "checksumValid": o.checksum_valid,
+        "dryRun": o.dry_run,
+        "create": ids(&o.create),
+        "update": ids(&o.update),
+        "delete": ids(&o.delete),
+        "missingFiles": o.missing_files,
+        "skippedEdges": ids(&o.skipped_edges),
+    })
 }
 
 #[cfg(test)]

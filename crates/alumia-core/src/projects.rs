@@ -354,6 +354,16 @@ impl Projects<'_> {
         Ok(ProjectSpend::sum(usage.iter()))
     }
 
+    /// The field checks of a create or an update.
+    pub fn check_input(&self, input: &ProjectInput) -> DomainResult<()> {
+        self.check_fields(input)
+    }
+
+    /// `name` as a create would take it.
+    pub fn check_name(&self, name: &str) -> DomainResult<()> {
+        validate::all([validate::text("name", &normalise_name(name), 1, 255)])
+    }
+
     fn check_fields(&self, input: &ProjectInput) -> DomainResult<()> {
         let mut checks = Vec::new();
         if let Some(name) = &input.name {

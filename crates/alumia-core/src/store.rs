@@ -31,6 +31,7 @@ pub trait Store:
     + crate::projects::ProjectStore
     + crate::sharing::ShareStore
     + crate::blocks::BlockStore
+    + crate::portability::PortabilityStore
     + Send
     + Sync
     + 'static

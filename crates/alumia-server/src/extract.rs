@@ -63,10 +63,27 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJsonRaw<T> {
     }
 }
 
+/// A JSON body of up to `LIMIT` bytes, for the few routes that take more
+/// than the general cap (the route also raises `DefaultBodyLimit`).
+pub struct LargeJson<T, const LIMIT: usize>(pub T);
+
+impl<T: DeserializeOwned, const LIMIT: usize> FromRequest<AppState> for LargeJson<T, LIMIT> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let body = json_body_up_to(req, state, LIMIT).await?;
+        parse_json(&body).map(LargeJson)
+    }
+}
+
 /// The body of a JSON request, with the media type and size checks.
 async fn json_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    let limit = state.settings.json_body_limit;
+    json_body_up_to(req, state, limit).await
+}
+
+async fn json_body_up_to(req: Request, state: &AppState, limit: usize) -> Result<Bytes, ApiError> {
     {
-        let limit = state.settings.json_body_limit;
         let headers = req.headers();
         let content_type = headers
             .get(header::CONTENT_TYPE)

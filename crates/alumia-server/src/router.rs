@@ -92,6 +92,14 @@ pub fn authed_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
                 .patch(projects::update)
                 .delete(projects::delete),
         ),
+        ("/api/v1/projects/{id}/duplicate", post(projects::duplicate)),
+        ("/api/v1/projects/{id}/export", get(projects::export)),
+        (
+            "/api/v1/projects/{id}/restore",
+            post(projects::restore).layer(DefaultBodyLimit::max(
+                alumia_core::portability::MAX_MANIFEST_BYTES,
+            )),
+        ),
         (
             "/api/v1/projects/{id}/share",
             post(share::enable).delete(share::disable),

@@ -11,6 +11,7 @@ mod rows;
 mod sql_block;
 mod sql_chat;
 mod sql_device;
+mod sql_portability;
 mod sql_project;
 mod sql_share;
 mod sql_store;

@@ -139,6 +139,84 @@ impl From<SessionNodeRow> for SessionNode {
 pub(crate) const NEXT_REVISION: &str =
     "CASE WHEN $NOW > updated_at THEN $NOW ELSE updated_at + 1 END";
 
+/// Statements shared by the block stores (canvas, duplicate, restore):
+/// expanded inside an impl macro's `const _` block for one engine.
+macro_rules! block_sql_helpers {
+    ($store:ty) => {
+        async fn insert_block_in<'c, E>(
+            ex: E,
+            org_id: &str,
+            b: &alumia_core::blocks::Block,
+        ) -> alumia_core::store::StoreResult<()>
+        where
+            E: sqlx::Executor<'c, Database = <$store as $crate::sql_store::EngineDb>::Db>,
+        {
+            use alumia_core::clock::to_millis;
+            use $crate::errors::err;
+            sqlx::query(
+                "INSERT INTO blocks (id, org_id, project_id, type, title, data, x, y, width, height, \
+                 created_by_kind, created_by_id, created_by_session_id, created_by_turn_id, \
+                 created_at, updated_at, deleted_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL)",
+            )
+            .bind(b.id.to_string())
+            .bind(org_id)
+            .bind(b.project_id.map(|u| u.to_string()))
+            .bind(&b.block_type)
+            .bind(&b.title)
+            .bind(b.data.to_string())
+            .bind(b.position.x)
+            .bind(b.position.y)
+            .bind(b.position.width)
+            .bind(b.position.height)
+            .bind(&b.created_by.kind)
+            .bind(b.created_by.id.to_string())
+            .bind(b.created_by.session_id.map(|u| u.to_string()))
+            .bind(b.created_by.turn_id.map(|u| u.to_string()))
+            .bind(to_millis(b.created_at))
+            .bind(to_millis(b.updated_at))
+            .execute(ex)
+            .await
+            .map_err(err)?;
+            Ok(())
+        }
+
+        async fn insert_edge_in<'c, E>(
+            ex: E,
+            org_id: &str,
+            e: &alumia_core::blocks::Edge,
+        ) -> alumia_core::store::StoreResult<()>
+        where
+            E: sqlx::Executor<'c, Database = <$store as $crate::sql_store::EngineDb>::Db>,
+        {
+            use alumia_core::clock::to_millis;
+            use $crate::errors::err;
+            sqlx::query(
+                "INSERT INTO project_edges (id, org_id, project_id, from_kind, from_id, to_kind, to_id, \
+                 label, created_by_kind, created_by_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(e.id.to_string())
+            .bind(org_id)
+            .bind(e.project_id.to_string())
+            .bind(&e.from.kind)
+            .bind(e.from.id.to_string())
+            .bind(&e.to.kind)
+            .bind(e.to.id.to_string())
+            .bind(&e.label)
+            .bind(&e.created_by.kind)
+            .bind(e.created_by.id.to_string())
+            .bind(to_millis(e.created_at))
+            .execute(ex)
+            .await
+            .map_err(err)?;
+            Ok(())
+        }
+    };
+}
+
+pub(crate) use block_sql_helpers;
+
 macro_rules! impl_block_store {
     ($store:ty) => {
         const _: () = {
@@ -152,6 +230,8 @@ macro_rules! impl_block_store {
             use $crate::errors::err;
             use $crate::sql_block::{BLOCK_COLUMNS, BlockRow, EdgeRow, NEXT_REVISION, SessionNodeRow};
             use $crate::sql_project::params;
+
+            $crate::sql_block::block_sql_helpers!($store);
 
             /// Reads a live block inside `tx`.
             async fn block_in<'c, E>(ex: E, org: &str, id: &str) -> StoreResult<Option<Block>>
@@ -203,31 +283,7 @@ macro_rules! impl_block_store {
                 async fn create_block(&self, org: &OrgScope, b: &Block, run: Option<RunRef>) -> StoreResult<()> {
                     let org_id = org.org_id().to_string();
                     let mut tx = self.begin_write().await?;
-                    sqlx::query(
-                        "INSERT INTO blocks (id, org_id, project_id, type, title, data, x, y, width, height, \
-                         created_by_kind, created_by_id, created_by_session_id, created_by_turn_id, \
-                         created_at, updated_at, deleted_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL)",
-                    )
-                    .bind(b.id.to_string())
-                    .bind(&org_id)
-                    .bind(b.project_id.map(|u| u.to_string()))
-                    .bind(&b.block_type)
-                    .bind(&b.title)
-                    .bind(b.data.to_string())
-                    .bind(b.position.x)
-                    .bind(b.position.y)
-                    .bind(b.position.width)
-                    .bind(b.position.height)
-                    .bind(&b.created_by.kind)
-                    .bind(b.created_by.id.to_string())
-                    .bind(b.created_by.session_id.map(|u| u.to_string()))
-                    .bind(b.created_by.turn_id.map(|u| u.to_string()))
-                    .bind(to_millis(b.created_at))
-                    .bind(to_millis(b.updated_at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
+                    insert_block_in(&mut *tx, &org_id, b).await?;
                     if let Some(run) = run {
                         revision_in(&mut *tx, &org_id, b.id, run, None, to_millis(b.created_at)).await?;
                     }
@@ -492,25 +548,7 @@ macro_rules! impl_block_store {
 
                 async fn create_edge(&self, org: &OrgScope, e: &Edge) -> StoreResult<()> {
                     let mut tx = self.begin_write().await?;
-                    sqlx::query(
-                        "INSERT INTO project_edges (id, org_id, project_id, from_kind, from_id, to_kind, to_id, \
-                         label, created_by_kind, created_by_id, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                    )
-                    .bind(e.id.to_string())
-                    .bind(org.org_id().to_string())
-                    .bind(e.project_id.to_string())
-                    .bind(&e.from.kind)
-                    .bind(e.from.id.to_string())
-                    .bind(&e.to.kind)
-                    .bind(e.to.id.to_string())
-                    .bind(&e.label)
-                    .bind(&e.created_by.kind)
-                    .bind(e.created_by.id.to_string())
-                    .bind(to_millis(e.created_at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
+                    insert_edge_in(&mut *tx, &org.org_id().to_string(), e).await?;
                     tx.commit().await.map_err(err)?;
                     Ok(())
                 }

@@ -105,6 +105,85 @@ pub(crate) fn params(first: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// Statements shared by the project stores (create, duplicate): expanded
+/// inside an impl macro's `const _` block for one engine.
+macro_rules! project_sql_helpers {
+    ($store:ty) => {
+        /// The project row, its shared workspaces and its folder, on `tx`.
+        async fn insert_project_in(
+            tx: &mut <<$store as $crate::sql_store::EngineDb>::Db as sqlx::Database>::Connection,
+            org_id: &str,
+            p: &alumia_core::projects::Project,
+            folder: &alumia_core::projects::FileEntry,
+        ) -> alumia_core::store::StoreResult<()> {
+            use alumia_core::clock::to_millis;
+            use $crate::errors::{classify, err};
+            let org_id = org_id.to_string();
+            sqlx::query(
+                "INSERT INTO projects (id, org_id, workspace_id, user_id, name, slug, description, \
+                 prompt, emoji, visibility, status, tags, metadata, share_token_hash, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, $14, $15)",
+            )
+            .bind(p.id.to_string())
+            .bind(&org_id)
+            .bind(p.workspace_id.to_string())
+            .bind(p.user_id.to_string())
+            .bind(&p.name)
+            .bind(&p.slug)
+            .bind(&p.description)
+            .bind(&p.prompt)
+            .bind(&p.emoji)
+            .bind(&p.visibility)
+            .bind(&p.status)
+            .bind(serde_json::to_string(&p.tags).expect("tags serialise"))
+            .bind(p.metadata.to_string())
+            .bind(to_millis(p.created_at))
+            .bind(to_millis(p.updated_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| classify(e, "project_slug"))?;
+            for w in &p.shared_workspace_ids {
+                sqlx::query(
+                    "INSERT INTO project_workspaces (project_id, workspace_id, org_id, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(p.id.to_string())
+                .bind(w.to_string())
+                .bind(&org_id)
+                .bind(to_millis(p.created_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            }
+            sqlx::query(
+                "INSERT INTO files (id, org_id, project_id, parent_id, name, kind, mime_type, size, \
+                 sha256, storage_key, status, system_kind, is_protected, target_file_id, tags, metadata, \
+                 created_by, created_at, updated_at, deleted_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL, 0, NULL, NULL, $7, $8, $9, NULL, '[]', '{}', \
+                 $10, $11, $12, NULL)",
+            )
+            .bind(folder.id.to_string())
+            .bind(&org_id)
+            .bind(folder.project_id.map(|u| u.to_string()))
+            .bind(folder.parent_id.map(|u| u.to_string()))
+            .bind(&folder.name)
+            .bind(&folder.kind)
+            .bind(&folder.status)
+            .bind(&folder.system_kind)
+            .bind(folder.is_protected)
+            .bind(folder.created_by.map(|u| u.to_string()))
+            .bind(to_millis(folder.created_at))
+            .bind(to_millis(folder.updated_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            Ok(())
+        }
+    };
+}
+
+pub(crate) use project_sql_helpers;
+
 macro_rules! impl_project_store {
     ($store:ty) => {
         const _: () = {
@@ -118,6 +197,8 @@ macro_rules! impl_project_store {
 
             use $crate::errors::{classify, err};
             use $crate::sql_project::{FILE_COLUMNS, FileRow, PROJECT_COLUMNS, ProjectRow, params};
+
+            $crate::sql_project::project_sql_helpers!($store);
 
             impl $store {
                 /// Fills `shared_workspace_ids` of `projects` in one query.
@@ -149,66 +230,8 @@ macro_rules! impl_project_store {
             #[async_trait::async_trait]
             impl ProjectStore for $store {
                 async fn create_project(&self, org: &OrgScope, p: &Project, folder: &FileEntry) -> StoreResult<()> {
-                    let org_id = org.org_id().to_string();
                     let mut tx = self.begin_write().await?;
-                    sqlx::query(
-                        "INSERT INTO projects (id, org_id, workspace_id, user_id, name, slug, description, \
-                         prompt, emoji, visibility, status, tags, metadata, share_token_hash, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, $14, $15)",
-                    )
-                    .bind(p.id.to_string())
-                    .bind(&org_id)
-                    .bind(p.workspace_id.to_string())
-                    .bind(p.user_id.to_string())
-                    .bind(&p.name)
-                    .bind(&p.slug)
-                    .bind(&p.description)
-                    .bind(&p.prompt)
-                    .bind(&p.emoji)
-                    .bind(&p.visibility)
-                    .bind(&p.status)
-                    .bind(serde_json::to_string(&p.tags).expect("tags serialise"))
-                    .bind(p.metadata.to_string())
-                    .bind(to_millis(p.created_at))
-                    .bind(to_millis(p.updated_at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| classify(e, "project_slug"))?;
-                    for w in &p.shared_workspace_ids {
-                        sqlx::query(
-                            "INSERT INTO project_workspaces (project_id, workspace_id, org_id, created_at) \
-                             VALUES ($1, $2, $3, $4)",
-                        )
-                        .bind(p.id.to_string())
-                        .bind(w.to_string())
-                        .bind(&org_id)
-                        .bind(to_millis(p.created_at))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?;
-                    }
-                    sqlx::query(
-                        "INSERT INTO files (id, org_id, project_id, parent_id, name, kind, mime_type, size, \
-                         sha256, storage_key, status, system_kind, is_protected, target_file_id, tags, metadata, \
-                         created_by, created_at, updated_at, deleted_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, NULL, 0, NULL, NULL, $7, $8, $9, NULL, '[]', '{}', \
-                         $10, $11, $12, NULL)",
-                    )
-                    .bind(folder.id.to_string())
-                    .bind(&org_id)
-                    .bind(folder.project_id.map(|u| u.to_string()))
-                    .bind(folder.parent_id.map(|u| u.to_string()))
-                    .bind(&folder.name)
-                    .bind(&folder.kind)
-                    .bind(&folder.status)
-                    .bind(&folder.system_kind)
-                    .bind(folder.is_protected)
-                    .bind(folder.created_by.map(|u| u.to_string()))
-                    .bind(to_millis(folder.created_at))
-                    .bind(to_millis(folder.updated_at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
+                    insert_project_in(&mut *tx, &org.org_id().to_string(), p, folder).await?;
                     tx.commit().await.map_err(err)?;
                     Ok(())
                 }

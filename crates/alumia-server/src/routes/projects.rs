@@ -3,6 +3,7 @@
 use alumia_core::DomainError;
 use alumia_core::clock::{format_ts, to_millis};
 use alumia_core::model::Role;
+use alumia_core::portability::{MAX_MANIFEST_BYTES, Portability, outcome_json};
 use alumia_core::projects::{
     Project, ProjectFilter, ProjectInput, ProjectSpend, Projects, STATUSES,
 };
@@ -14,7 +15,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiJsonRaw, ApiQuery, Auth};
+use crate::extract::{ApiJson, ApiJsonRaw, ApiQuery, Auth, LargeJson};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::routes::{ListQuery, finish_page};
 use crate::state::AppState;
@@ -196,4 +197,69 @@ pub async fn delete(
     Ok(ok(
         json!({ "id": project.id.to_string(), "deletedAt": format_ts(state.clock.now()) }),
     ))
+}
+
+fn portability(state: &AppState) -> Portability<'_> {
+    Portability {
+        store: state.store.as_ref(),
+        now: state.clock.now(),
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DuplicateRequest {
+    pub name: Option<String>,
+}
+
+/// `POST /api/v1/projects/:id/duplicate` `{name?}` → 201: blocks with new
+/// ids and their edges; no sessions, share links or members.
+pub async fn duplicate(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    body: Option<ApiJson<DuplicateRequest>>,
+) -> ApiResult<Response> {
+    let name = body.and_then(|ApiJson(b)| b.name);
+    let copy = portability(&state).duplicate(&p, &id, name).await?;
+    Ok(views::created(view(&copy)))
+}
+
+/// `GET /api/v1/projects/:id/export`: the checksummed manifest.
+pub async fn export(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(portability(&state).export(&p, &id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestoreRequest {
+    pub manifest: serde_json::Value,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreQuery {
+    pub dry_run: Option<bool>,
+}
+
+/// `POST /api/v1/projects/:id/restore` `{manifest, dryRun?}` (or
+/// `?dryRun=true`), up to 8 MB.
+pub async fn restore(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<RestoreQuery>,
+    LargeJson(req): LargeJson<RestoreRequest, MAX_MANIFEST_BYTES>,
+) -> ApiResult<Response> {
+    let dry_run = req.dry_run || q.dry_run.unwrap_or(false);
+    let outcome = portability(&state)
+        .restore(&p, &id, &req.manifest, dry_run)
+        .await?;
+    Ok(ok(outcome_json(&outcome)))
 }

@@ -17,6 +17,7 @@ mod openapi;
 mod pages;
 mod peers;
 mod pg;
+mod portability;
 mod projects;
 mod rate_limits;
 mod redis;
