@@ -29,6 +29,7 @@ pub trait Store:
     crate::chat_store::ChatStore
     + crate::device::DeviceStore
     + crate::projects::ProjectStore
+    + crate::files::FileStore
     + Send
     + Sync
     + 'static

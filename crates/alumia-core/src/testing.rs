@@ -34,9 +34,11 @@ use crate::store::{PageRequest, Store, StoreResult};
 
 mod chat;
 mod device;
+mod files;
 mod projects;
 pub use chat::*;
 pub use device::*;
+pub use files::*;
 pub use projects::*;
 
 /// One contract test, as a plain function pointer the backends' harnesses call.
@@ -98,6 +100,10 @@ macro_rules! store_contract_tests {
             projects_create_with_folder_and_resolve_by_id_or_slug,
             projects_list_visible_filtered_and_paged,
             projects_update_and_delete_cascade_to_folder_and_sessions,
+            files_org_root_is_made_once_and_lists_are_scoped_and_ordered,
+            files_moves_refuse_cycles_and_carry_the_project,
+            files_trash_takes_the_subtree_and_purge_releases_blobs,
+            files_pending_uploads_complete_once_with_the_declared_size,
             tenant_isolation,
         );
     };

@@ -7,6 +7,7 @@ use alumia_types::ErrorCode;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};
+use axum::handler::Handler;
 use axum::routing::{MethodRouter, delete, get, post};
 use tower::{Layer, Service};
 
@@ -26,6 +27,11 @@ pub fn public_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/auth/login", post(auth::login)),
         ("/api/v1/auth/device/code", post(device::code)),
         ("/api/v1/auth/device/token", post(device::token)),
+        // Signed URLs: the signature is the credential (routes/files.rs).
+        (
+            "/api/v1/files/{id}/content",
+            get(files::content_get).put(files::content_put),
+        ),
     ]
 }
 
@@ -90,6 +96,17 @@ pub fn authed_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
                 .patch(projects::update)
                 .delete(projects::delete),
         ),
+        (
+            "/api/v1/files",
+            // Multipart uploads stream up to 100 MB: the JSON cap is lifted
+            // here (JSON bodies still go through ApiJson's own checks).
+            get(files::list).post(files::create.layer(DefaultBodyLimit::disable())),
+        ),
+        (
+            "/api/v1/files/{id}",
+            get(files::get).patch(files::update).delete(files::delete),
+        ),
+        ("/api/v1/files/{id}/preview", get(files::preview)),
         ("/api/v1/chat", post(chat::chat)),
         ("/api/v1/chat/{sessionId}/stop", post(chat::stop)),
         ("/api/v1/chat/{sessionId}/resume", post(chat::resume)),

@@ -10,6 +10,7 @@ mod postgres;
 mod rows;
 mod sql_chat;
 mod sql_device;
+mod sql_file;
 mod sql_project;
 mod sql_store;
 mod sqlite;

@@ -10,6 +10,7 @@ use sqlx::sqlite::{
 use crate::ConnectOptions;
 use crate::sql_chat::impl_chat_store;
 use crate::sql_device::impl_device_store;
+use crate::sql_file::impl_file_store;
 use crate::sql_project::impl_project_store;
 use crate::sql_store::{EngineDb, impl_sql_store};
 use crate::write_lane::{BoxFuture, Finish, Priority, WriteLane};
@@ -129,3 +130,4 @@ impl_sql_store!(SqliteStore);
 impl_chat_store!(SqliteStore);
 impl_device_store!(SqliteStore);
 impl_project_store!(SqliteStore);
+impl_file_store!(SqliteStore);

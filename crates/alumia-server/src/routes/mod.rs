@@ -8,6 +8,7 @@ pub mod auth;
 pub mod byok_keys;
 pub mod chat;
 pub mod device;
+pub mod files;
 pub mod health;
 pub mod me;
 pub mod messages;
