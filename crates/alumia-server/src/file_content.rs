@@ -296,7 +296,7 @@ fn content_disposition(disposition: Disposition, name: &str) -> HeaderValue {
     let ascii: String = name
         .chars()
         .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+            if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' {
                 c
             } else {
                 '_'

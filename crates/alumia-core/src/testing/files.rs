@@ -187,9 +187,18 @@ pub async fn files_moves_refuse_cycles_and_carry_the_project(store: &dyn Store) 
         store.move_file(&scope, other.id, c.id, None, ctx.at(1)).await,
         "into a file",
     );
-    expect_not_found(
+    expect_conflict(
         store.move_file(&scope, top.id, other.id, None, ctx.at(1)).await,
-        "the protected root",
+        "cycle",
+        "the root into its own subtree",
+    );
+    // A protected folder outside the root (a project folder) never moves.
+    let mut guarded = row(&ctx, &scope, None, "project folder", "folder");
+    guarded.is_protected = true;
+    ok(store.create_file(&scope, &guarded).await, "guarded");
+    expect_not_found(
+        store.move_file(&scope, guarded.id, other.id, None, ctx.at(1)).await,
+        "a protected folder",
     );
     let project = new_id();
     ok(
