@@ -70,7 +70,10 @@ pub fn is_active_content(mime: &str) -> bool {
 
 /// What the first bytes must look like for `mime`. `None`: no check known
 /// (text, or a type added in config).
-fn signatures(mime: &str) -> Option<&'static [fn(&[u8]) -> bool]> {
+/// A check of an upload's first bytes.
+type Signature = fn(&[u8]) -> bool;
+
+fn signatures(mime: &str) -> Option<&'static [Signature]> {
     fn png(b: &[u8]) -> bool {
         b.starts_with(b"\x89PNG\r\n\x1a\n")
     }
@@ -268,7 +271,10 @@ mod tests {
             magic_matches("image/png", b"\x89PNG\r\n\x1a\n0000", false),
             Some(true)
         );
-        assert_eq!(magic_matches("image/png", b"hello, world", false), Some(false));
+        assert_eq!(
+            magic_matches("image/png", b"hello, world", false),
+            Some(false)
+        );
         assert_eq!(magic_matches("image/png", b"\x89PNG", false), None);
         assert_eq!(magic_matches("image/png", b"\x89PNG", true), Some(false));
         assert_eq!(magic_matches("image/png", b"", true), Some(false));
@@ -295,11 +301,7 @@ mod tests {
         let rows = csv_rows("a,b\n\"x, y\",\"say \"\"hi\"\"\"\r\n1,2", 10, true);
         assert_eq!(
             rows,
-            vec![
-                vec!["a", "b"],
-                vec!["x, y", "say \"hi\""],
-                vec!["1", "2"]
-            ]
+            vec![vec!["a", "b"], vec!["x, y", "say \"hi\""], vec!["1", "2"]]
         );
         assert_eq!(csv_rows("a\nb\nc\n", 2, true).len(), 2);
         assert_eq!(csv_rows("a\nb\npartial", 10, false).len(), 2);

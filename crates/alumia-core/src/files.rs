@@ -104,8 +104,7 @@ pub struct Purged {
 #[async_trait]
 pub trait FileStore: Send + Sync {
     /// The org's live root folder, inserting `root` when there is none.
-    async fn ensure_org_root(&self, org: &OrgScope, root: &StoredFile)
-    -> StoreResult<StoredFile>;
+    async fn ensure_org_root(&self, org: &OrgScope, root: &StoredFile) -> StoreResult<StoredFile>;
     /// A file by id: live only, or also trashed.
     async fn get_file(
         &self,
@@ -219,7 +218,10 @@ pub fn validate_name(field: &str, name: &str) -> DomainResult<()> {
     Ok(())
 }
 
-fn validate_tags_metadata(tags: Option<&Vec<String>>, metadata: Option<&Value>) -> DomainResult<()> {
+fn validate_tags_metadata(
+    tags: Option<&Vec<String>>,
+    metadata: Option<&Value>,
+) -> DomainResult<()> {
     let mut checks = Vec::new();
     if let Some(tags) = tags {
         if tags.len() > MAX_TAGS {
@@ -460,8 +462,8 @@ impl Files<'_> {
         };
         let parent = match (parent_id, &project) {
             (Some(raw), _) => {
-                let id = Uuid::parse_str(raw)
-                    .map_err(|_| DomainError::invalid_reference("parentId"))?;
+                let id =
+                    Uuid::parse_str(raw).map_err(|_| DomainError::invalid_reference("parentId"))?;
                 let folder = self.get(p, id).await.map_err(|e| match e {
                     DomainError::NotFound => DomainError::invalid_reference("parentId"),
                     other => other,
@@ -481,28 +483,26 @@ impl Files<'_> {
                 .get_project_folder(&p.org, project.id)
                 .await?
                 .ok_or_else(|| DomainError::invalid_reference("projectId"))
-                .and_then(|entry| {
-                    Ok(StoredFile {
-                        id: entry.id,
-                        org_id: entry.org_id,
-                        project_id: entry.project_id,
-                        parent_id: entry.parent_id,
-                        name: entry.name,
-                        kind: entry.kind,
-                        mime_type: None,
-                        size: 0,
-                        sha256: None,
-                        status: entry.status,
-                        system_kind: entry.system_kind,
-                        is_protected: entry.is_protected,
-                        target_file_id: None,
-                        tags: Vec::new(),
-                        metadata: json!({}),
-                        created_by: entry.created_by,
-                        created_at: entry.created_at,
-                        updated_at: entry.updated_at,
-                        deleted_at: None,
-                    })
+                .map(|entry| StoredFile {
+                    id: entry.id,
+                    org_id: entry.org_id,
+                    project_id: entry.project_id,
+                    parent_id: entry.parent_id,
+                    name: entry.name,
+                    kind: entry.kind,
+                    mime_type: None,
+                    size: 0,
+                    sha256: None,
+                    status: entry.status,
+                    system_kind: entry.system_kind,
+                    is_protected: entry.is_protected,
+                    target_file_id: None,
+                    tags: Vec::new(),
+                    metadata: json!({}),
+                    created_by: entry.created_by,
+                    created_at: entry.created_at,
+                    updated_at: entry.updated_at,
+                    deleted_at: None,
                 })?,
             (None, None) => self.org_root(p).await?,
         };
@@ -653,7 +653,12 @@ impl Files<'_> {
         Ok(row)
     }
 
-    pub async fn update(&self, p: &Principal, id: Uuid, patch: FilePatch) -> DomainResult<StoredFile> {
+    pub async fn update(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        patch: FilePatch,
+    ) -> DomainResult<StoredFile> {
         let mut file = self.get(p, id).await?;
         if let Some(name) = &patch.name {
             validate_name("name", name)?;
@@ -780,7 +785,10 @@ mod tests {
         assert_eq!(sig, content_signature(&key, ContentOp::Download, id, 100));
         assert_ne!(sig, content_signature(&key, ContentOp::Upload, id, 100));
         assert_ne!(sig, content_signature(&key, ContentOp::Download, id, 101));
-        assert_ne!(sig, content_signature(&key, ContentOp::Download, new_id(), 100));
+        assert_ne!(
+            sig,
+            content_signature(&key, ContentOp::Download, new_id(), 100)
+        );
         assert_ne!(
             sig,
             content_signature(&SecretKey::generate(), ContentOp::Download, id, 100)

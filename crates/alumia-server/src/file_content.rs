@@ -235,17 +235,17 @@ pub async fn serve_bytes(
     let sha = match (&file.sha256, file.status.as_str()) {
         (Some(sha), "ready") => sha.clone(),
         _ => {
-            return Err(DomainError::conflict(
-                "file_not_ready",
-                "the file has no content yet",
-            )
-            .into());
+            return Err(
+                DomainError::conflict("file_not_ready", "the file has no content yet").into(),
+            );
         }
     };
     let blob = match state.blobs.get(&sha).await {
         Ok(blob) => blob,
         Err(BlobError::NotFound) => {
-            return Err(ApiError::internal(format!("blob {sha} of a ready file is missing")));
+            return Err(ApiError::internal(format!(
+                "blob {sha} of a ready file is missing"
+            )));
         }
         Err(e) => return Err(storage_error(e)),
     };
@@ -282,7 +282,10 @@ pub async fn serve_bytes(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
     Ok(res)
 }
 
@@ -318,7 +321,11 @@ fn content_disposition(disposition: Disposition, name: &str) -> HeaderValue {
 }
 
 /// Reads up to `max` bytes of a ready file (for previews).
-pub async fn read_head(state: &AppState, file: &StoredFile, max: usize) -> Result<(Vec<u8>, bool), ApiError> {
+pub async fn read_head(
+    state: &AppState,
+    file: &StoredFile,
+    max: usize,
+) -> Result<(Vec<u8>, bool), ApiError> {
     let Some(sha) = file.sha256.as_deref() else {
         return Ok((Vec::new(), true));
     };

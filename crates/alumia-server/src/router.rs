@@ -6,8 +6,8 @@ use std::convert::Infallible;
 use alumia_types::ErrorCode;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::response::{IntoResponse, Response};
 use axum::handler::Handler;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use tower::{Layer, Service};
 

@@ -480,17 +480,20 @@ fn storage_backend(file: &FileStorage, data_dir: &Path) -> Result<BlobBackend, C
         "s3" => {
             let empty = FileS3::default();
             let s3 = file.s3.as_ref().unwrap_or(&empty);
-            let named = |name: &Option<String>, what: &str| -> Result<Option<String>, ConfigError> {
-                match name {
-                    None => Ok(None),
-                    Some(var) => env(var).map(Some).ok_or_else(|| {
-                        ConfigError(format!("[storage.s3] {what}: {var} is not set"))
-                    }),
-                }
-            };
+            let named =
+                |name: &Option<String>, what: &str| -> Result<Option<String>, ConfigError> {
+                    match name {
+                        None => Ok(None),
+                        Some(var) => env(var).map(Some).ok_or_else(|| {
+                            ConfigError(format!("[storage.s3] {what}: {var} is not set"))
+                        }),
+                    }
+                };
             let bucket = env("ALUMIA_S3_BUCKET")
                 .or(s3.bucket.clone())
-                .ok_or_else(|| ConfigError("[storage] kind = \"s3\" needs a bucket (ALUMIA_S3_BUCKET)".into()))?;
+                .ok_or_else(|| {
+                    ConfigError("[storage] kind = \"s3\" needs a bucket (ALUMIA_S3_BUCKET)".into())
+                })?;
             let endpoint = env("ALUMIA_S3_ENDPOINT").or(s3.endpoint.clone());
             let path_style = match env("ALUMIA_S3_PATH_STYLE") {
                 Some(v) => v == "true" || v == "1",
@@ -507,7 +510,8 @@ fn storage_backend(file: &FileStorage, data_dir: &Path) -> Result<BlobBackend, C
             };
             if access_key_id.is_some() != secret_access_key.is_some() {
                 return Err(ConfigError(
-                    "[storage.s3] needs both an access key id and a secret access key, or neither".into(),
+                    "[storage.s3] needs both an access key id and a secret access key, or neither"
+                        .into(),
                 ));
             }
             let session_token = match env("ALUMIA_S3_SESSION_TOKEN") {
@@ -520,7 +524,9 @@ fn storage_backend(file: &FileStorage, data_dir: &Path) -> Result<BlobBackend, C
                 region: env("ALUMIA_S3_REGION")
                     .or(s3.region.clone())
                     .unwrap_or_else(|| "us-east-1".into()),
-                prefix: env("ALUMIA_S3_PREFIX").or(s3.prefix.clone()).unwrap_or_default(),
+                prefix: env("ALUMIA_S3_PREFIX")
+                    .or(s3.prefix.clone())
+                    .unwrap_or_default(),
                 path_style,
                 access_key_id,
                 secret_access_key,

@@ -127,8 +127,7 @@ async fn serve(
     settings.trusted_proxies = config.trusted_proxies.clone();
     settings.setup_token = config.setup_token.clone();
     settings.mcp_allowed_origins = config.mcp_allowed_origins.clone();
-    settings.file_mimes =
-        alumia_core::files::MimePolicy::with_extra(&config.extra_mime_types);
+    settings.file_mimes = alumia_core::files::MimePolicy::with_extra(&config.extra_mime_types);
     let settings = settings.with_listen_addr(config.listen);
     let shutdown = CancellationToken::new();
     if let Some(url) = &config.redis_url {

@@ -75,7 +75,9 @@ async fn upload(
         size: 3,
     };
     ok(
-        store.create_uploaded_file(scope, &file, &blob, ctx.t0).await,
+        store
+            .create_uploaded_file(scope, &file, &blob, ctx.t0)
+            .await,
         format!("create_uploaded_file({name})"),
     );
     ok(store.get_file(scope, file.id, false).await, "get").expect("uploaded file reads back")
@@ -87,14 +89,28 @@ pub async fn files_org_root_is_made_once_and_lists_are_scoped_and_ordered(store:
     let (scope, _) = make_org(store, &ctx, "files", owner).await;
     let (other, _) = make_org(store, &ctx, "files-other", owner).await;
 
-    let first = ok(store.ensure_org_root(&scope, &root(&ctx, &scope)).await, "root");
-    let again = ok(store.ensure_org_root(&scope, &root(&ctx, &scope)).await, "root again");
+    let first = ok(
+        store.ensure_org_root(&scope, &root(&ctx, &scope)).await,
+        "root",
+    );
+    let again = ok(
+        store.ensure_org_root(&scope, &root(&ctx, &scope)).await,
+        "root again",
+    );
     assert_eq!(first.id, again.id, "one root per org");
     assert!(first.is_protected);
-    let other_root = ok(store.ensure_org_root(&other, &root(&ctx, &other)).await, "other root");
+    let other_root = ok(
+        store.ensure_org_root(&other, &root(&ctx, &other)).await,
+        "other root",
+    );
     assert_ne!(first.id, other_root.id, "each org has its own root");
 
-    for (name, kind) in [("b.txt", "file"), ("Zeta", "folder"), ("a.txt", "file"), ("alpha", "folder")] {
+    for (name, kind) in [
+        ("b.txt", "file"),
+        ("Zeta", "folder"),
+        ("a.txt", "file"),
+        ("alpha", "folder"),
+    ] {
         ok(
             store
                 .create_file(&scope, &row(&ctx, &scope, Some(first.id), name, kind))
@@ -119,7 +135,10 @@ pub async fn files_org_root_is_made_once_and_lists_are_scoped_and_ordered(store:
         offset: 0,
         limit: 10,
     };
-    assert_eq!(names(&ok(store.list_files(&scope, &q).await, "search")), ["a.txt"]);
+    assert_eq!(
+        names(&ok(store.list_files(&scope, &q).await, "search")),
+        ["a.txt"]
+    );
     let q = FileListQuery {
         parent_id: first.id,
         search: Some("%".into()),
@@ -136,22 +155,35 @@ pub async fn files_org_root_is_made_once_and_lists_are_scoped_and_ordered(store:
         offset: 1,
         limit: 2,
     };
-    assert_eq!(names(&ok(store.list_files(&scope, &q).await, "page")), ["Zeta", "a.txt"]);
+    assert_eq!(
+        names(&ok(store.list_files(&scope, &q).await, "page")),
+        ["Zeta", "a.txt"]
+    );
 
     // Another org sees none of it, by id or by parent.
     assert!(children(store, &other, first.id).await.is_empty());
     assert!(ok(store.get_file(&other, f.id, true).await, "foreign get").is_none());
-    expect_not_found(store.trash_file(&other, f.id, ctx.at(1)).await, "foreign trash");
-    expect_not_found(store.purge_file(&other, f.id, false, ctx.at(1)).await, "foreign purge");
     expect_not_found(
-        store.move_file(&other, f.id, other_root.id, None, ctx.at(1)).await,
+        store.trash_file(&other, f.id, ctx.at(1)).await,
+        "foreign trash",
+    );
+    expect_not_found(
+        store.purge_file(&other, f.id, false, ctx.at(1)).await,
+        "foreign purge",
+    );
+    expect_not_found(
+        store
+            .move_file(&other, f.id, other_root.id, None, ctx.at(1))
+            .await,
         "foreign move",
     );
     let mut renamed = f.clone();
     renamed.name = "evil".into();
     expect_not_found(store.update_file(&other, &renamed).await, "foreign update");
     assert_eq!(
-        ok(store.get_file(&scope, f.id, false).await, "get").unwrap().name,
+        ok(store.get_file(&scope, f.id, false).await, "get")
+            .unwrap()
+            .name,
         "a.txt"
     );
     // The signed-URL lookup is the one unscoped read, and sees live rows only.
@@ -165,7 +197,10 @@ pub async fn files_moves_refuse_cycles_and_carry_the_project(store: &dyn Store) 
     let ctx = Ctx::new();
     let owner = make_user(store, &ctx, "owner").await;
     let (scope, _) = make_org(store, &ctx, "files-mv", owner).await;
-    let top = ok(store.ensure_org_root(&scope, &root(&ctx, &scope)).await, "root");
+    let top = ok(
+        store.ensure_org_root(&scope, &root(&ctx, &scope)).await,
+        "root",
+    );
     let a = row(&ctx, &scope, Some(top.id), "a", "folder");
     let b = row(&ctx, &scope, Some(a.id), "b", "folder");
     let c = row(&ctx, &scope, Some(b.id), "c.txt", "file");
@@ -184,11 +219,15 @@ pub async fn files_moves_refuse_cycles_and_carry_the_project(store: &dyn Store) 
         "a folder into itself",
     );
     expect_not_found(
-        store.move_file(&scope, other.id, c.id, None, ctx.at(1)).await,
+        store
+            .move_file(&scope, other.id, c.id, None, ctx.at(1))
+            .await,
         "into a file",
     );
     expect_conflict(
-        store.move_file(&scope, top.id, other.id, None, ctx.at(1)).await,
+        store
+            .move_file(&scope, top.id, other.id, None, ctx.at(1))
+            .await,
         "cycle",
         "the root into its own subtree",
     );
@@ -197,12 +236,16 @@ pub async fn files_moves_refuse_cycles_and_carry_the_project(store: &dyn Store) 
     guarded.is_protected = true;
     ok(store.create_file(&scope, &guarded).await, "guarded");
     expect_not_found(
-        store.move_file(&scope, guarded.id, other.id, None, ctx.at(1)).await,
+        store
+            .move_file(&scope, guarded.id, other.id, None, ctx.at(1))
+            .await,
         "a protected folder",
     );
     let project = new_id();
     ok(
-        store.move_file(&scope, a.id, other.id, Some(project), ctx.at(2)).await,
+        store
+            .move_file(&scope, a.id, other.id, Some(project), ctx.at(2))
+            .await,
         "a into other",
     );
     let moved = ok(store.get_file(&scope, a.id, false).await, "a").unwrap();
@@ -212,7 +255,9 @@ pub async fn files_moves_refuse_cycles_and_carry_the_project(store: &dyn Store) 
         assert_eq!(f.project_id, Some(project), "the subtree takes the project");
     }
     assert_eq!(
-        ok(store.get_file(&scope, other.id, false).await, "other").unwrap().project_id,
+        ok(store.get_file(&scope, other.id, false).await, "other")
+            .unwrap()
+            .project_id,
         None,
         "the new parent is untouched"
     );
@@ -223,8 +268,14 @@ pub async fn files_trash_takes_the_subtree_and_purge_releases_blobs(store: &dyn 
     let owner = make_user(store, &ctx, "owner").await;
     let (scope, _) = make_org(store, &ctx, "files-rm", owner).await;
     let (other, _) = make_org(store, &ctx, "files-rm-o", owner).await;
-    let top = ok(store.ensure_org_root(&scope, &root(&ctx, &scope)).await, "root");
-    let other_top = ok(store.ensure_org_root(&other, &root(&ctx, &other)).await, "root");
+    let top = ok(
+        store.ensure_org_root(&scope, &root(&ctx, &scope)).await,
+        "root",
+    );
+    let other_top = ok(
+        store.ensure_org_root(&other, &root(&ctx, &other)).await,
+        "root",
+    );
     let dir = row(&ctx, &scope, Some(top.id), "dir", "folder");
     ok(store.create_file(&scope, &dir).await, "dir");
     // Blob 1: twice inside dir, once outside, once in another org.
@@ -247,8 +298,14 @@ pub async fn files_trash_takes_the_subtree_and_purge_releases_blobs(store: &dyn 
         "protected_file",
         "purge of the root",
     );
-    expect_not_found(store.trash_file(&scope, top.id, ctx.at(1)).await, "trash the root");
-    let n = ok(store.trash_file(&scope, dir.id, ctx.at(1)).await, "trash dir");
+    expect_not_found(
+        store.trash_file(&scope, top.id, ctx.at(1)).await,
+        "trash the root",
+    );
+    let n = ok(
+        store.trash_file(&scope, dir.id, ctx.at(1)).await,
+        "trash dir",
+    );
     assert_eq!(n, 4, "the folder and its three files");
     assert!(ok(store.get_file(&scope, y.id, false).await, "y").is_none());
     assert!(ok(store.find_file_for_signed_url(y.id).await, "signed y").is_none());
@@ -256,12 +313,22 @@ pub async fn files_trash_takes_the_subtree_and_purge_releases_blobs(store: &dyn 
         ok(store.get_file(&scope, y.id, true).await, "y trashed").and_then(|f| f.deleted_at),
         Some(ctx.at(1))
     );
-    expect_not_found(store.trash_file(&scope, dir.id, ctx.at(2)).await, "trash twice");
+    expect_not_found(
+        store.trash_file(&scope, dir.id, ctx.at(2)).await,
+        "trash twice",
+    );
     assert_eq!(names(&children(store, &scope, top.id).await), ["z"]);
 
-    let purged = ok(store.purge_file(&scope, dir.id, true, ctx.at(2)).await, "purge dir");
+    let purged = ok(
+        store.purge_file(&scope, dir.id, true, ctx.at(2)).await,
+        "purge dir",
+    );
     assert_eq!(purged.removed, 4);
-    assert_eq!(purged.orphaned_blobs, vec![sha(2)], "blob 2 lost its only reference");
+    assert_eq!(
+        purged.orphaned_blobs,
+        vec![sha(2)],
+        "blob 2 lost its only reference"
+    );
     assert_eq!(ok(store.blob_refs(&sha(1)).await, "refs"), Some((2, false)));
     assert_eq!(ok(store.blob_refs(&sha(2)).await, "refs"), Some((0, true)));
     assert!(ok(store.get_file(&scope, x.id, true).await, "x").is_none());
@@ -273,31 +340,53 @@ pub async fn files_trash_takes_the_subtree_and_purge_releases_blobs(store: &dyn 
         size: 3,
     };
     expect_conflict(
-        store.create_uploaded_file(&scope, &late, &blob2, ctx.at(3)).await,
+        store
+            .create_uploaded_file(&scope, &late, &blob2, ctx.at(3))
+            .await,
         "blob_deleting",
         "upload onto a deleting blob",
     );
-    assert!(ok(store.get_file(&scope, late.id, true).await, "late").is_none(), "nothing kept");
+    assert!(
+        ok(store.get_file(&scope, late.id, true).await, "late").is_none(),
+        "nothing kept"
+    );
     ok(store.finish_blob_delete(&sha(2)).await, "finish");
     assert_eq!(ok(store.blob_refs(&sha(2)).await, "refs"), None);
     ok(
-        store.create_uploaded_file(&scope, &late, &blob2, ctx.at(4)).await,
+        store
+            .create_uploaded_file(&scope, &late, &blob2, ctx.at(4))
+            .await,
         "upload after the delete",
     );
     assert_eq!(ok(store.blob_refs(&sha(2)).await, "refs"), Some((1, false)));
 
     // The last references: z here, w in the other org.
     ok(store.trash_file(&scope, z.id, ctx.at(5)).await, "trash z");
-    let purged = ok(store.purge_file(&scope, z.id, true, ctx.at(5)).await, "purge z");
-    assert!(purged.orphaned_blobs.is_empty(), "the other org still holds blob 1");
+    let purged = ok(
+        store.purge_file(&scope, z.id, true, ctx.at(5)).await,
+        "purge z",
+    );
+    assert!(
+        purged.orphaned_blobs.is_empty(),
+        "the other org still holds blob 1"
+    );
     ok(store.trash_file(&other, w.id, ctx.at(5)).await, "trash w");
-    let purged = ok(store.purge_file(&other, w.id, true, ctx.at(5)).await, "purge w");
+    let purged = ok(
+        store.purge_file(&other, w.id, true, ctx.at(5)).await,
+        "purge w",
+    );
     assert_eq!(purged.orphaned_blobs, vec![sha(1)]);
 
     // Bytes an upload stored but kept no row for.
-    assert!(ok(store.release_unreferenced_blob(&sha(3), 3, ctx.at(6)).await, "orphan"));
+    assert!(ok(
+        store.release_unreferenced_blob(&sha(3), 3, ctx.at(6)).await,
+        "orphan"
+    ));
     assert!(
-        !ok(store.release_unreferenced_blob(&sha(2), 3, ctx.at(6)).await, "referenced"),
+        !ok(
+            store.release_unreferenced_blob(&sha(2), 3, ctx.at(6)).await,
+            "referenced"
+        ),
         "a referenced blob is not released"
     );
     assert_eq!(ok(store.blob_refs(&sha(2)).await, "refs"), Some((1, false)));
@@ -308,7 +397,10 @@ pub async fn files_pending_uploads_complete_once_with_the_declared_size(store: &
     let owner = make_user(store, &ctx, "owner").await;
     let (scope, _) = make_org(store, &ctx, "files-up", owner).await;
     let (other, _) = make_org(store, &ctx, "files-up-o", owner).await;
-    let top = ok(store.ensure_org_root(&scope, &root(&ctx, &scope)).await, "root");
+    let top = ok(
+        store.ensure_org_root(&scope, &root(&ctx, &scope)).await,
+        "root",
+    );
     let mut pending = row(&ctx, &scope, Some(top.id), "p.txt", "file");
     pending.status = "pending".into();
     pending.size = 3;
@@ -318,22 +410,37 @@ pub async fn files_pending_uploads_complete_once_with_the_declared_size(store: &
         size,
     };
     expect_conflict(
-        store.complete_upload(&scope, pending.id, &blob(4), ctx.at(1)).await,
+        store
+            .complete_upload(&scope, pending.id, &blob(4), ctx.at(1))
+            .await,
         "size_mismatch",
         "wrong size",
     );
-    assert_eq!(ok(store.blob_refs(&sha(9)).await, "refs"), None, "no reference kept");
+    assert_eq!(
+        ok(store.blob_refs(&sha(9)).await, "refs"),
+        None,
+        "no reference kept"
+    );
     expect_not_found(
-        store.complete_upload(&other, pending.id, &blob(3), ctx.at(1)).await,
+        store
+            .complete_upload(&other, pending.id, &blob(3), ctx.at(1))
+            .await,
         "foreign complete",
     );
     let done = ok(
-        store.complete_upload(&scope, pending.id, &blob(3), ctx.at(1)).await,
+        store
+            .complete_upload(&scope, pending.id, &blob(3), ctx.at(1))
+            .await,
         "complete",
     );
-    assert_eq!((done.status.as_str(), done.sha256.as_deref()), ("ready", Some(sha(9).as_str())));
+    assert_eq!(
+        (done.status.as_str(), done.sha256.as_deref()),
+        ("ready", Some(sha(9).as_str()))
+    );
     expect_conflict(
-        store.complete_upload(&scope, pending.id, &blob(3), ctx.at(2)).await,
+        store
+            .complete_upload(&scope, pending.id, &blob(3), ctx.at(2))
+            .await,
         "not_pending",
         "a second completion",
     );

@@ -237,10 +237,7 @@ fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 }
 
 fn bad_multipart() -> ApiError {
-    ApiError::bad_request(
-        "invalid_multipart",
-        "the multipart body could not be read",
-    )
+    ApiError::bad_request("invalid_multipart", "the multipart body could not be read")
 }
 
 /// Reads a small text field of a multipart body.
@@ -288,9 +285,16 @@ async fn create_multipart(state: &AppState, p: &Principal, req: Request) -> ApiR
             match name.as_str() {
                 "file" => {
                     if stored.is_some() {
-                        return Err(DomainError::invalid("file", "send one file per request").into());
+                        return Err(
+                            DomainError::invalid("file", "send one file per request").into()
+                        );
                     }
-                    let file_name = field.file_name().map(str::to_string);
+                    // Some clients send a path; the name is its last segment.
+                    let file_name = field
+                        .file_name()
+                        .and_then(|n| n.rsplit(['/', '\\']).next())
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_string);
                     let declared = field
                         .content_type()
                         .map(str::to_string)
@@ -303,9 +307,7 @@ async fn create_multipart(state: &AppState, p: &Principal, req: Request) -> ApiR
                         })
                         .unwrap_or_else(|| "application/octet-stream".into());
                     let mime = files.mimes.check(&declared)?;
-                    let stream = field
-                        .map(|r| r.map_err(std::io::Error::other))
-                        .boxed();
+                    let stream = field.map(|r| r.map_err(std::io::Error::other)).boxed();
                     let put = put_upload(state, stream, &mime, MAX_FILE_BYTES).await?;
                     stored = Some((put, mime, file_name));
                 }
@@ -397,7 +399,10 @@ pub async fn get(
         return Ok(ok(view(&file)));
     }
     let content = files.content_of(&p, file).await?;
-    if content.kind != "file" || content.status != "ready" {
+    if content.kind != "file" {
+        return Err(DomainError::conflict("not_a_file", "a folder has no content").into());
+    }
+    if content.status != "ready" {
         return Err(DomainError::conflict("file_not_ready", "the file has no content yet").into());
     }
     if inline {

@@ -12,7 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::chat::{get, post};
 use crate::{add_user, app_with_owner, assert_error, read};
 
-pub const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
+pub const PNG: &[u8] =
+    b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
 const BOUNDARY: &str = "alumia-test-boundary-7MA4YWxkTrZu0gW";
 
 /// A multipart/form-data body: text fields, then `file` (name, type, bytes).
@@ -86,7 +87,11 @@ async fn send(
 
 /// Follows `?download=true` (302) and fetches the signed URL without a
 /// credential: `(status, headers, bytes)` of the content.
-pub async fn download(app: &TestApp, key: &str, id: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+pub async fn download(
+    app: &TestApp,
+    key: &str,
+    id: &str,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
     let no_redirect = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -165,11 +170,22 @@ async fn multipart_upload_round_trips_through_a_signed_download() {
     assert_eq!(status, 200);
     assert_eq!(bytes, PNG);
     assert_eq!(headers["content-type"], "image/png");
-    assert!(headers["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
     assert_eq!(headers["x-content-type-options"], "nosniff");
 
     // Listed in the org root, folders first then by name.
-    let (_, _) = post(&app, &key, "/api/v1/files", json!({"source": "folder", "name": "zz folder"})).await;
+    let (_, _) = post(
+        &app,
+        &key,
+        "/api/v1/files",
+        json!({"source": "folder", "name": "zz folder"}),
+    )
+    .await;
     upload_ok(&app, &key, "a.txt", "text/plain", b"hello").await;
     let (status, body) = get(&app, &key, "/api/v1/files").await;
     assert_eq!(status, 200, "{body}");
@@ -177,7 +193,12 @@ async fn multipart_upload_round_trips_through_a_signed_download() {
     let (_, body) = get(&app, &key, "/api/v1/files?limit=2").await;
     assert_eq!(names(&body), ["zz folder", "a.txt"]);
     let cursor = body["data"]["nextCursor"].as_str().unwrap().to_string();
-    let (_, body) = get(&app, &key, &format!("/api/v1/files?limit=2&cursor={cursor}")).await;
+    let (_, body) = get(
+        &app,
+        &key,
+        &format!("/api/v1/files?limit=2&cursor={cursor}"),
+    )
+    .await;
     assert_eq!(names(&body), ["dot.png"]);
     assert_eq!(body["data"]["hasMore"], false);
     let (_, body) = get(&app, &key, "/api/v1/files?limit=2&page=2").await;
@@ -211,22 +232,49 @@ async fn json_upload_then_signed_put_makes_the_file_ready_once() {
     let id = file["id"].as_str().unwrap().to_string();
 
     // Wrong lengths: 422 and the file stays pending; nothing stored.
-    let res = app.http.put(&url).body(b"a,b\n".to_vec()).send().await.unwrap();
+    let res = app
+        .http
+        .put(&url)
+        .body(b"a,b\n".to_vec())
+        .send()
+        .await
+        .unwrap();
     let (status, body) = read(res).await;
     assert_error(status, &body, 422, "VALIDATION_ERROR", "size_mismatch");
-    let too_long = reqwest::Body::wrap_stream(futures::stream::iter(vec![Ok::<_, std::io::Error>(
-        bytes::Bytes::from_static(b"a,b\n1,2\n3,4\n"),
-    )]));
+    let too_long =
+        reqwest::Body::wrap_stream(futures::stream::iter(vec![Ok::<_, std::io::Error>(
+            bytes::Bytes::from_static(b"a,b\n1,2\n3,4\n"),
+        )]));
     let (status, body) = read(app.http.put(&url).body(too_long).send().await.unwrap()).await;
     assert_error(status, &body, 422, "VALIDATION_ERROR", "size_mismatch");
-    assert!(files_under(&app.blob_dir).is_empty(), "{:?}", files_under(&app.blob_dir));
+    assert!(
+        files_under(&app.blob_dir).is_empty(),
+        "{:?}",
+        files_under(&app.blob_dir)
+    );
     let (_, body) = get(&app, &key, &format!("/api/v1/files/{id}")).await;
     assert_eq!(body["data"]["status"], "pending");
 
-    let (status, body) = read(app.http.put(&url).body(bytes.to_vec()).send().await.unwrap()).await;
+    let (status, body) = read(
+        app.http
+            .put(&url)
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["status"], "ready");
-    let (status, body) = read(app.http.put(&url).body(bytes.to_vec()).send().await.unwrap()).await;
+    let (status, body) = read(
+        app.http
+            .put(&url)
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_error(status, &body, 409, "CONFLICT", "already_uploaded");
 
     let (status, _, got) = download(&app, &key, &id).await;
@@ -256,10 +304,22 @@ async fn tampered_or_expired_content_urls_are_refused() {
 
     // A flipped signature digit, a moved expiry, another file's id, PUT with a GET signature.
     let last = path.chars().last().unwrap();
-    let flipped = format!("{}{}", &path[..path.len() - 1], if last == '0' { '1' } else { '0' });
+    let flipped = format!(
+        "{}{}",
+        &path[..path.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
     let (status, body) = read(app.http.get(app.at(&flipped)).send().await.unwrap()).await;
     assert_error(status, &body, 403, "FORBIDDEN", "invalid_signature");
-    let exp: i64 = path.split("exp=").nth(1).unwrap().split('&').next().unwrap().parse().unwrap();
+    let exp: i64 = path
+        .split("exp=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let later = path.replace(&format!("exp={exp}"), &format!("exp={}", exp + 3600));
     let (status, body) = read(app.http.get(app.at(&later)).send().await.unwrap()).await;
     assert_error(status, &body, 403, "FORBIDDEN", "invalid_signature");
@@ -298,7 +358,10 @@ async fn an_upload_cut_off_midway_keeps_no_row_and_no_blob() {
     // 3 MiB of PNG-looking bytes, of which half is sent before the socket closes.
     let mut bytes = PNG.to_vec();
     bytes.resize(3 * 1024 * 1024, 7);
-    let body = multipart_body(&[("name", "cut.png")], Some(("cut.png", "image/png", &bytes)));
+    let body = multipart_body(
+        &[("name", "cut.png")],
+        Some(("cut.png", "image/png", &bytes)),
+    );
     let head = format!(
         "POST /api/v1/files HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\n\
          Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n",
@@ -311,7 +374,11 @@ async fn an_upload_cut_off_midway_keeps_no_row_and_no_blob() {
     // The server is streaming into a temporary; then the client goes away.
     alumia_testkit::eventually(Duration::from_secs(10), || async {
         let left = files_under(&app.blob_dir);
-        if left.iter().any(|f| f.starts_with("tmp")) { Ok(()) } else { Err(format!("{left:?}")) }
+        if left.iter().any(|f| f.starts_with("tmp")) {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
     })
     .await;
     drop(socket);
@@ -320,7 +387,11 @@ async fn an_upload_cut_off_midway_keeps_no_row_and_no_blob() {
     // body been taken as complete, its blob would now sit there instead).
     alumia_testkit::eventually(Duration::from_secs(10), || async {
         let left = files_under(&app.blob_dir);
-        if left.is_empty() { Ok(()) } else { Err(format!("{left:?}")) }
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
     })
     .await;
     let (_, list) = get(&app, &key, "/api/v1/files").await;
@@ -344,7 +415,13 @@ async fn a_declared_length_over_100_mb_is_refused_before_the_body() {
     assert!(answer.contains("file_too_large"), "{answer}");
 
     // The PUT target too.
-    let (_, body) = post(&app, &key, "/api/v1/files", json!({"name": "a.txt", "mimeType": "text/plain", "size": 10})).await;
+    let (_, body) = post(
+        &app,
+        &key,
+        "/api/v1/files",
+        json!({"name": "a.txt", "mimeType": "text/plain", "size": 10}),
+    )
+    .await;
     let url = body["data"]["upload"]["url"].as_str().unwrap();
     let head = format!(
         "PUT {} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
@@ -355,34 +432,83 @@ async fn a_declared_length_over_100_mb_is_refused_before_the_body() {
     let answer = raw_request(&app, head, b"").await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     // A JSON create over 100 MB is a validation error.
-    let (status, body) = post(&app, &key, "/api/v1/files", json!({"name": "big.bin", "mimeType": "application/zip", "size": 100 * 1024 * 1024 + 1})).await;
+    let (status, body) = post(
+        &app,
+        &key,
+        "/api/v1/files",
+        json!({"name": "big.bin", "mimeType": "application/zip", "size": 100 * 1024 * 1024 + 1}),
+    )
+    .await;
     assert_validation(status, &body);
 }
 
 #[tokio::test]
 async fn forbidden_types_and_mismatched_bytes_are_refused() {
     let (app, _, key) = app_with_owner().await;
-    let (status, body) = upload(&app, &key, &[], ("page.html", "text/html", b"<script>1</script>")).await;
+    let (status, body) = upload(
+        &app,
+        &key,
+        &[],
+        ("page.html", "text/html", b"<script>1</script>"),
+    )
+    .await;
     assert_error(status, &body, 422, "VALIDATION_ERROR", "mime_not_allowed");
-    let (status, body) = upload(&app, &key, &[], ("x.exe", "application/x-msdownload", b"MZ")).await;
+    let (status, body) = upload(
+        &app,
+        &key,
+        &[],
+        ("x.exe", "application/x-msdownload", b"MZ"),
+    )
+    .await;
     assert_error(status, &body, 422, "VALIDATION_ERROR", "mime_not_allowed");
-    let (status, body) = post(&app, &key, "/api/v1/files", json!({"name": "a.svg", "mimeType": "image/svg+xml", "size": 3})).await;
+    let (status, body) = post(
+        &app,
+        &key,
+        "/api/v1/files",
+        json!({"name": "a.svg", "mimeType": "image/svg+xml", "size": 3}),
+    )
+    .await;
     assert_error(status, &body, 422, "VALIDATION_ERROR", "mime_not_allowed");
     // A "png" that is text; text that holds a NUL.
-    let (status, body) = upload(&app, &key, &[], ("fake.png", "image/png", b"just some text, not a picture")).await;
+    let (status, body) = upload(
+        &app,
+        &key,
+        &[],
+        ("fake.png", "image/png", b"just some text, not a picture"),
+    )
+    .await;
     assert_error(status, &body, 422, "VALIDATION_ERROR", "mime_mismatch");
     let (status, body) = upload(&app, &key, &[], ("bin.txt", "text/plain", b"ab\0cd")).await;
     assert_error(status, &body, 422, "VALIDATION_ERROR", "mime_mismatch");
     // The same through the signed PUT.
-    let (_, body) = post(&app, &key, "/api/v1/files", json!({"name": "p.png", "mimeType": "image/png", "size": 12})).await;
+    let (_, body) = post(
+        &app,
+        &key,
+        "/api/v1/files",
+        json!({"name": "p.png", "mimeType": "image/png", "size": 12}),
+    )
+    .await;
     let url = body["data"]["upload"]["url"].as_str().unwrap();
     let (status, body) = read(app.http.put(url).body("hello world!").send().await.unwrap()).await;
     assert_error(status, &body, 422, "VALIDATION_ERROR", "mime_mismatch");
-    assert!(files_under(&app.blob_dir).is_empty(), "{:?}", files_under(&app.blob_dir));
+    assert!(
+        files_under(&app.blob_dir).is_empty(),
+        "{:?}",
+        files_under(&app.blob_dir)
+    );
     // Bad names.
-    let (status, body) = upload(&app, &key, &[("name", "a/b.txt")], ("x.txt", "text/plain", b"x")).await;
+    let (status, body) = upload(
+        &app,
+        &key,
+        &[("name", "a/b.txt")],
+        ("x.txt", "text/plain", b"x"),
+    )
+    .await;
     assert_validation(status, &body);
-    assert!(files_under(&app.blob_dir).is_empty(), "a refused upload keeps no blob");
+    assert!(
+        files_under(&app.blob_dir).is_empty(),
+        "a refused upload keeps no blob"
+    );
 }
 
 #[tokio::test]
@@ -395,20 +521,52 @@ async fn another_orgs_file_is_not_found_everywhere() {
 
     for (method, path, body) in [
         (reqwest::Method::GET, format!("/api/v1/files/{id}"), None),
-        (reqwest::Method::GET, format!("/api/v1/files/{id}?download=true"), None),
-        (reqwest::Method::GET, format!("/api/v1/files/{id}?inline=true"), None),
-        (reqwest::Method::GET, format!("/api/v1/files/{id}/preview"), None),
-        (reqwest::Method::PATCH, format!("/api/v1/files/{id}"), Some(json!({"name": "pwned"}))),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/files/{id}?download=true"),
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/files/{id}?inline=true"),
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/files/{id}/preview"),
+            None,
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/api/v1/files/{id}"),
+            Some(json!({"name": "pwned"})),
+        ),
         (reqwest::Method::DELETE, format!("/api/v1/files/{id}"), None),
-        (reqwest::Method::GET, format!("/api/v1/files?parentId={id}"), None),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/files?parentId={id}"),
+            None,
+        ),
     ] {
         let (status, body) = send(&app, &eve_key, method.clone(), &path, body).await;
         assert_error(status, &body, 404, "NOT_FOUND", "not_found");
     }
     // Nor as a parent or a link target.
-    let (status, body) = upload(&app, &eve_key, &[("parentId", id)], ("x.txt", "text/plain", b"x")).await;
+    let (status, body) = upload(
+        &app,
+        &eve_key,
+        &[("parentId", id)],
+        ("x.txt", "text/plain", b"x"),
+    )
+    .await;
     assert_error(status, &body, 400, "BAD_REQUEST", "invalid_reference");
-    let (status, body) = post(&app, &eve_key, "/api/v1/files", json!({"source": "link", "targetFileId": id})).await;
+    let (status, body) = post(
+        &app,
+        &eve_key,
+        "/api/v1/files",
+        json!({"source": "link", "targetFileId": id}),
+    )
+    .await;
     assert_error(status, &body, 400, "BAD_REQUEST", "invalid_reference");
     let (_, body) = get(&app, &eve_key, "/api/v1/files").await;
     assert_eq!(names(&body), Vec::<String>::new());
@@ -421,20 +579,44 @@ async fn protected_folders_and_moves_into_own_subtree_are_refused() {
     let (app, _, key) = app_with_owner().await;
     let (_, body) = post(&app, &key, "/api/v1/projects", json!({"name": "Apollo"})).await;
     let project = body["data"]["id"].as_str().unwrap().to_string();
-    let (status, body) = post(&app, &key, "/api/v1/files", json!({"source": "folder", "name": "a"})).await;
+    let (status, body) = post(
+        &app,
+        &key,
+        "/api/v1/files",
+        json!({"source": "folder", "name": "a"}),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     let a = body["data"]["file"].clone();
     let root = a["parentId"].as_str().unwrap().to_string();
     let (status, root_file) = get(&app, &key, &format!("/api/v1/files/{root}")).await;
     assert_eq!(status, 200);
-    assert_eq!((root_file["data"]["systemKind"].as_str(), root_file["data"]["isProtected"].as_bool()), (Some("orgRoot"), Some(true)));
+    assert_eq!(
+        (
+            root_file["data"]["systemKind"].as_str(),
+            root_file["data"]["isProtected"].as_bool()
+        ),
+        (Some("orgRoot"), Some(true))
+    );
     let a_id = a["id"].as_str().unwrap();
-    let (_, body) = post(&app, &key, "/api/v1/files", json!({"source": "folder", "name": "b", "parentId": a_id})).await;
+    let (_, body) = post(
+        &app,
+        &key,
+        "/api/v1/files",
+        json!({"source": "folder", "name": "b", "parentId": a_id}),
+    )
+    .await;
     let b_id = body["data"]["file"]["id"].as_str().unwrap().to_string();
 
     // The project folder: files under it carry the project.
     let in_project = {
-        let (status, body) = upload(&app, &key, &[("projectId", &project)], ("plan.md", "text/markdown", b"# Plan")).await;
+        let (status, body) = upload(
+            &app,
+            &key,
+            &[("projectId", &project)],
+            ("plan.md", "text/markdown", b"# Plan"),
+        )
+        .await;
         assert_eq!(status, 201, "{body}");
         body["data"]["file"].clone()
     };
@@ -444,24 +626,63 @@ async fn protected_folders_and_moves_into_own_subtree_are_refused() {
     assert_eq!(names(&listing), ["plan.md"]);
 
     for protected in [&root, &folder] {
-        let (status, body) = send(&app, &key, reqwest::Method::PATCH, &format!("/api/v1/files/{protected}"), Some(json!({"name": "renamed"}))).await;
+        let (status, body) = send(
+            &app,
+            &key,
+            reqwest::Method::PATCH,
+            &format!("/api/v1/files/{protected}"),
+            Some(json!({"name": "renamed"})),
+        )
+        .await;
         assert_error(status, &body, 403, "FORBIDDEN", "protected_file");
-        let (status, body) = send(&app, &key, reqwest::Method::PATCH, &format!("/api/v1/files/{protected}"), Some(json!({"parentId": a_id}))).await;
+        let (status, body) = send(
+            &app,
+            &key,
+            reqwest::Method::PATCH,
+            &format!("/api/v1/files/{protected}"),
+            Some(json!({"parentId": a_id})),
+        )
+        .await;
         assert_error(status, &body, 403, "FORBIDDEN", "protected_file");
-        let (status, body) = send(&app, &key, reqwest::Method::DELETE, &format!("/api/v1/files/{protected}"), None).await;
+        let (status, body) = send(
+            &app,
+            &key,
+            reqwest::Method::DELETE,
+            &format!("/api/v1/files/{protected}"),
+            None,
+        )
+        .await;
         assert_error(status, &body, 403, "FORBIDDEN", "protected_file");
     }
     for target in [a_id, b_id.as_str()] {
-        let (status, body) = send(&app, &key, reqwest::Method::PATCH, &format!("/api/v1/files/{a_id}"), Some(json!({"parentId": target}))).await;
+        let (status, body) = send(
+            &app,
+            &key,
+            reqwest::Method::PATCH,
+            &format!("/api/v1/files/{a_id}"),
+            Some(json!({"parentId": target})),
+        )
+        .await;
         assert_error(status, &body, 422, "VALIDATION_ERROR", "folder_cycle");
     }
     // A legal move into the project folder carries the project along.
-    let (status, body) = send(&app, &key, reqwest::Method::PATCH, &format!("/api/v1/files/{a_id}"), Some(json!({"parentId": folder, "name": "a2", "tags": ["t"]}))).await;
+    let (status, body) = send(
+        &app,
+        &key,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/files/{a_id}"),
+        Some(json!({"parentId": folder, "name": "a2", "tags": ["t"]})),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["projectId"], project.as_str());
     assert_eq!(body["data"]["name"], "a2");
     let (_, b) = get(&app, &key, &format!("/api/v1/files/{b_id}")).await;
-    assert_eq!(b["data"]["projectId"], project.as_str(), "the subtree moves into the project");
+    assert_eq!(
+        b["data"]["projectId"],
+        project.as_str(),
+        "the subtree moves into the project"
+    );
 }
 
 #[tokio::test]
@@ -471,14 +692,28 @@ async fn purge_needs_trash_browser_and_step_up_and_shared_blobs_go_with_the_last
     let one = upload_ok(&app, &key, "one.txt", "text/plain", bytes).await;
     let two = upload_ok(&app, &key, "two.txt", "text/plain", bytes).await;
     assert_eq!(one["sha256"], two["sha256"]);
-    assert_eq!(files_under(&app.blob_dir).len(), 1, "one blob for the same bytes");
-    let (one, two) = (one["id"].as_str().unwrap().to_string(), two["id"].as_str().unwrap().to_string());
+    assert_eq!(
+        files_under(&app.blob_dir).len(),
+        1,
+        "one blob for the same bytes"
+    );
+    let (one, two) = (
+        one["id"].as_str().unwrap().to_string(),
+        two["id"].as_str().unwrap().to_string(),
+    );
 
     let purge = |id: &str| format!("/api/v1/files/{id}?permanent=true");
     // Not trashed yet: 409 (browser with fresh step-up).
     let (status, body) = read(browser.delete(&purge(&one)).await).await;
     assert_error(status, &body, 409, "CONFLICT", "not_trashed");
-    let (status, body) = send(&app, &key, reqwest::Method::DELETE, &format!("/api/v1/files/{one}"), None).await;
+    let (status, body) = send(
+        &app,
+        &key,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/files/{one}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let (status, _) = get(&app, &key, &format!("/api/v1/files/{one}")).await;
     assert_eq!(status, 404, "a trashed file is gone from reads");
@@ -488,17 +723,37 @@ async fn purge_needs_trash_browser_and_step_up_and_shared_blobs_go_with_the_last
     app.clock.advance(chrono::Duration::seconds(601));
     let (status, body) = read(browser.delete(&purge(&one)).await).await;
     assert_error(status, &body, 403, "FORBIDDEN", "step_up_required");
-    assert_eq!(read(browser.step_up(alumia_testkit::TEST_PASSWORD).await).await.0, 200);
+    assert_eq!(
+        read(browser.step_up(alumia_testkit::TEST_PASSWORD).await)
+            .await
+            .0,
+        200
+    );
     let (status, body) = read(browser.delete(&purge(&one)).await).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(files_under(&app.blob_dir).len(), 1, "the other row keeps the blob");
+    assert_eq!(
+        files_under(&app.blob_dir).len(),
+        1,
+        "the other row keeps the blob"
+    );
     let (status, _, got) = download(&app, &key, &two).await;
     assert_eq!((status, got.as_slice()), (200, &bytes[..]));
 
-    send(&app, &key, reqwest::Method::DELETE, &format!("/api/v1/files/{two}"), None).await;
+    send(
+        &app,
+        &key,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/files/{two}"),
+        None,
+    )
+    .await;
     let (status, body) = read(browser.delete(&purge(&two)).await).await;
     assert_eq!(status, 200, "{body}");
-    assert!(files_under(&app.blob_dir).is_empty(), "{:?}", files_under(&app.blob_dir));
+    assert!(
+        files_under(&app.blob_dir).is_empty(),
+        "{:?}",
+        files_under(&app.blob_dir)
+    );
     let (status, _) = read(browser.delete(&purge(&two)).await).await;
     assert_eq!(status, 404, "purged for good");
 }
@@ -506,17 +761,46 @@ async fn purge_needs_trash_browser_and_step_up_and_shared_blobs_go_with_the_last
 #[tokio::test]
 async fn folders_take_their_subtree_to_the_trash() {
     let (app, browser, key) = app_with_owner().await;
-    let (_, body) = post(&app, &key, "/api/v1/files", json!({"source": "folder", "name": "dir"})).await;
+    let (_, body) = post(
+        &app,
+        &key,
+        "/api/v1/files",
+        json!({"source": "folder", "name": "dir"}),
+    )
+    .await;
     let dir = body["data"]["file"]["id"].as_str().unwrap().to_string();
-    let (_, inner) = upload(&app, &key, &[("parentId", &dir)], ("in.txt", "text/plain", b"inside")).await;
+    let (_, inner) = upload(
+        &app,
+        &key,
+        &[("parentId", &dir)],
+        ("in.txt", "text/plain", b"inside"),
+    )
+    .await;
     let inner = inner["data"]["file"]["id"].as_str().unwrap().to_string();
-    let (status, _) = send(&app, &key, reqwest::Method::DELETE, &format!("/api/v1/files/{dir}"), None).await;
+    let (status, _) = send(
+        &app,
+        &key,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/files/{dir}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     let (status, _) = get(&app, &key, &format!("/api/v1/files/{inner}")).await;
     assert_eq!(status, 404, "the child went with its folder");
-    let (status, body) = read(browser.delete(&format!("/api/v1/files/{inner}?permanent=true")).await).await;
+    let (status, body) = read(
+        browser
+            .delete(&format!("/api/v1/files/{inner}?permanent=true"))
+            .await,
+    )
+    .await;
     assert_eq!(status, 200, "a trashed child can be purged: {body}");
-    let (status, body) = read(browser.delete(&format!("/api/v1/files/{dir}?permanent=true")).await).await;
+    let (status, body) = read(
+        browser
+            .delete(&format!("/api/v1/files/{dir}?permanent=true"))
+            .await,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert!(files_under(&app.blob_dir).is_empty());
 }
@@ -527,12 +811,19 @@ async fn inline_bytes_carry_hardened_headers_and_previews_show_text() {
     let text = "line one\nline two ✓\n".repeat(5000); // > 64 KB
     let file = upload_ok(&app, &key, "notes.md", "text/markdown", text.as_bytes()).await;
     let id = file["id"].as_str().unwrap();
-    let res = app.get_with_key(&format!("/api/v1/files/{id}?inline=true"), &key).await;
+    let res = app
+        .get_with_key(&format!("/api/v1/files/{id}?inline=true"), &key)
+        .await;
     assert_eq!(res.status(), 200);
     let h = res.headers();
     assert_eq!(h["content-security-policy"], "default-src 'none'; sandbox");
     assert_eq!(h["x-content-type-options"], "nosniff");
-    assert!(h["content-disposition"].to_str().unwrap().starts_with("inline"));
+    assert!(
+        h["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("inline")
+    );
     assert_eq!(h["content-type"], "text/markdown");
     assert_eq!(res.bytes().await.unwrap().len(), text.len());
 
@@ -540,22 +831,51 @@ async fn inline_bytes_carry_hardened_headers_and_previews_show_text() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["previewKind"], "text");
     let shown = body["data"]["text"].as_str().unwrap();
-    assert!(shown.len() <= 64 * 1024 && shown.len() > 60 * 1024, "{}", shown.len());
+    assert!(
+        shown.len() <= 64 * 1024 && shown.len() > 60 * 1024,
+        "{}",
+        shown.len()
+    );
     assert!(text.starts_with(shown));
     assert_eq!(body["data"]["truncated"], true);
 
     let png = upload_ok(&app, &key, "dot.png", "image/png", PNG).await;
-    let (_, body) = get(&app, &key, &format!("/api/v1/files/{}/preview", png["id"].as_str().unwrap())).await;
+    let (_, body) = get(
+        &app,
+        &key,
+        &format!("/api/v1/files/{}/preview", png["id"].as_str().unwrap()),
+    )
+    .await;
     assert_eq!(body["data"]["previewKind"], "image");
     let url = body["data"]["url"].as_str().unwrap();
-    assert_eq!(reqwest::get(url).await.unwrap().bytes().await.unwrap().as_ref(), PNG);
+    assert_eq!(
+        reqwest::get(url)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        PNG
+    );
 
     // A link resolves to its target's bytes.
-    let (status, body) = post(&app, &key, "/api/v1/files", json!({"source": "link", "targetFileId": id})).await;
+    let (status, body) = post(
+        &app,
+        &key,
+        "/api/v1/files",
+        json!({"source": "link", "targetFileId": id}),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(body["data"]["file"]["name"], "notes.md", "links default to the target's name");
+    assert_eq!(
+        body["data"]["file"]["name"], "notes.md",
+        "links default to the target's name"
+    );
     let link = body["data"]["file"]["id"].as_str().unwrap();
-    let res = app.get_with_key(&format!("/api/v1/files/{link}?inline=true"), &key).await;
+    let res = app
+        .get_with_key(&format!("/api/v1/files/{link}?inline=true"), &key)
+        .await;
     assert_eq!(res.bytes().await.unwrap().len(), text.len());
 }
 
@@ -563,16 +883,36 @@ async fn inline_bytes_carry_hardened_headers_and_previews_show_text() {
 async fn html_added_by_config_is_still_served_as_an_attachment() {
     // The allow-list is extendable: an org may allow text/html, but it is
     // never rendered inline.
-    let app = TestApp::builder().extra_mime_types(&["text/html"]).spawn().await;
+    let app = TestApp::builder()
+        .extra_mime_types(&["text/html"])
+        .spawn()
+        .await;
     let mut browser = app.browser();
     browser.setup("owner@example.com", "acme").await;
     let (key, _) = browser.mint_key("k", None).await;
-    let file = upload_ok(&app, &key, "page.html", "text/html", b"<script>alert(1)</script>").await;
+    let file = upload_ok(
+        &app,
+        &key,
+        "page.html",
+        "text/html",
+        b"<script>alert(1)</script>",
+    )
+    .await;
     let id = file["id"].as_str().unwrap();
-    let res = app.get_with_key(&format!("/api/v1/files/{id}?inline=true"), &key).await;
+    let res = app
+        .get_with_key(&format!("/api/v1/files/{id}?inline=true"), &key)
+        .await;
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
-    assert_eq!(res.headers()["content-security-policy"], "default-src 'none'; sandbox");
+    assert!(
+        res.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert_eq!(
+        res.headers()["content-security-policy"],
+        "default-src 'none'; sandbox"
+    );
 }
 
 #[tokio::test]
@@ -586,23 +926,45 @@ async fn uploads_and_downloads_work_on_the_s3_backend() {
     let (status, _, bytes) = download(&app, &key, &id).await;
     assert_eq!((status, bytes.as_slice()), (200, PNG));
     assert!(
-        files_under(&app.blob_dir).iter().any(|f| f.ends_with(file["sha256"].as_str().unwrap())),
+        files_under(&app.blob_dir)
+            .iter()
+            .any(|f| f.ends_with(file["sha256"].as_str().unwrap())),
         "the blob is in the bucket: {:?}",
         files_under(&app.blob_dir)
     );
 
-    let (_, body) = post(&app, &key, "/api/v1/files", json!({"name": "t.txt", "mimeType": "text/plain", "size": 5})).await;
+    let (_, body) = post(
+        &app,
+        &key,
+        "/api/v1/files",
+        json!({"name": "t.txt", "mimeType": "text/plain", "size": 5}),
+    )
+    .await;
     let url = body["data"]["upload"]["url"].as_str().unwrap();
     let (status, body) = read(app.http.put(url).body("hello").send().await.unwrap()).await;
     assert_eq!(status, 200, "{body}");
     let (_, _, got) = download(&app, &key, body["data"]["id"].as_str().unwrap()).await;
     assert_eq!(got, b"hello");
 
-    send(&app, &key, reqwest::Method::DELETE, &format!("/api/v1/files/{id}"), None).await;
-    let (status, body) = read(browser.delete(&format!("/api/v1/files/{id}?permanent=true")).await).await;
+    send(
+        &app,
+        &key,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/files/{id}"),
+        None,
+    )
+    .await;
+    let (status, body) = read(
+        browser
+            .delete(&format!("/api/v1/files/{id}?permanent=true"))
+            .await,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert!(
-        !files_under(&app.blob_dir).iter().any(|f| f.ends_with(file["sha256"].as_str().unwrap())),
+        !files_under(&app.blob_dir)
+            .iter()
+            .any(|f| f.ends_with(file["sha256"].as_str().unwrap())),
         "the purged blob left the bucket"
     );
 }
