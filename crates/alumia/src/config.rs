@@ -721,3 +721,48 @@ impl ClientEnv {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage(toml_text: &str) -> Result<BlobBackend, String> {
+        let file: FileConfig = toml::from_str(toml_text).expect("toml");
+        storage_backend(&file.storage, Path::new("/data")).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn storage_defaults_to_the_data_dir_and_reads_s3_settings() {
+        match storage("").unwrap() {
+            BlobBackend::Local { root } => assert_eq!(root, Path::new("/data/files")),
+            other => panic!("{other:?}"),
+        }
+        let s3 = storage(
+            "[storage]\nkind = \"s3\"\n[storage.s3]\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000\"\nprefix = \"files\"",
+        )
+        .unwrap();
+        match s3 {
+            BlobBackend::S3(c) => {
+                assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("b", "files"));
+                assert!(c.path_style, "an explicit endpoint defaults to path style");
+                assert_eq!(c.region, "us-east-1");
+                assert!(c.access_key_id.is_none() && c.secret_access_key.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn storage_refuses_incomplete_or_unknown_settings() {
+        assert!(storage("[storage]\nkind = \"s3\"").is_err(), "no bucket");
+        assert!(storage("[storage]\nkind = \"ftp\"").is_err());
+        assert!(
+            storage("[storage]\nkind = \"s3\"\n[storage.s3]\nbucket = \"b\"\naccess_key_env = \"ALUMIA_TEST_UNSET_VAR_7\"").is_err(),
+            "a named variable that is not set"
+        );
+        assert!(
+            toml::from_str::<FileConfig>("[storage.s3]\nsecret = \"x\"").is_err(),
+            "inline secrets are not a field"
+        );
+    }
+}
