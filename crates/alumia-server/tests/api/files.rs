@@ -968,3 +968,106 @@ async fn uploads_and_downloads_work_on_the_s3_backend() {
         "the purged blob left the bucket"
     );
 }
+
+#[tokio::test]
+async fn an_undeclared_body_is_cut_after_100_mb_with_413() {
+    let (app, _, key) = app_with_owner().await;
+    let socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let (mut rd, mut wr) = socket.into_split();
+    let head = format!(
+        "POST /api/v1/files HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        app.addr
+    );
+    // 101 MiB of file in chunked frames, with no length declared anywhere.
+    let writer = tokio::spawn(async move {
+        let mut frame = |data: &[u8]| {
+            let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"\r\n");
+            out
+        };
+        wr.write_all(head.as_bytes()).await?;
+        let part = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\nContent-Type: image/png\r\n\r\n"
+        );
+        wr.write_all(&frame(part.as_bytes())).await?;
+        wr.write_all(&frame(PNG)).await?;
+        let mib = vec![0x5au8; 1024 * 1024];
+        for _ in 0..101 {
+            wr.write_all(&frame(&mib)).await?;
+        }
+        wr.write_all(&frame(format!("\r\n--{BOUNDARY}--\r\n").as_bytes()))
+            .await?;
+        wr.write_all(b"0\r\n\r\n").await?;
+        Ok::<_, std::io::Error>(())
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(60), rd.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("file_too_large"), "{answer}");
+    let _ = writer.await;
+    alumia_testkit::eventually(Duration::from_secs(10), || async {
+        let left = files_under(&app.blob_dir);
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    })
+    .await;
+    let (_, list) = get(&app, &key, "/api/v1/files").await;
+    assert_eq!(names(&list), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn files_of_a_private_project_are_hidden_from_other_members() {
+    let (app, _, key) = app_with_owner().await;
+    let (status, body) = post(
+        &app,
+        &key,
+        "/api/v1/projects",
+        json!({"name": "Secret", "visibility": "private"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let project = body["data"]["id"].as_str().unwrap().to_string();
+    let (status, body) = upload(
+        &app,
+        &key,
+        &[("projectId", &project)],
+        ("plan.txt", "text/plain", b"plan"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["data"]["file"]["id"].as_str().unwrap().to_string();
+    let (status, _) = get(&app, &key, &format!("/api/v1/files/{id}")).await;
+    assert_eq!(status, 200, "the creator sees it");
+
+    let bob = add_user(
+        &app,
+        "bob@example.com",
+        "acme",
+        Some(alumia_core::model::Role::Member),
+    )
+    .await;
+    let (bob_key, _) = bob.mint_key("bob", None).await;
+    for path in [
+        format!("/api/v1/files/{id}"),
+        format!("/api/v1/files/{id}/preview"),
+        format!("/api/v1/files/{id}?download=true"),
+        format!("/api/v1/files?projectId={project}"),
+    ] {
+        let (status, body) = get(&app, &bob_key, &path).await;
+        assert_error(status, &body, 404, "NOT_FOUND", "not_found");
+    }
+    let (status, body) = upload(
+        &app,
+        &bob_key,
+        &[("projectId", &project)],
+        ("x.txt", "text/plain", b"x"),
+    )
+    .await;
+    assert_error(status, &body, 400, "BAD_REQUEST", "invalid_reference");
+}
