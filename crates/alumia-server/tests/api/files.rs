@@ -981,7 +981,7 @@ async fn an_undeclared_body_is_cut_after_100_mb_with_413() {
     );
     // 101 MiB of file in chunked frames, with no length declared anywhere.
     let writer = tokio::spawn(async move {
-        let mut frame = |data: &[u8]| {
+        let frame = |data: &[u8]| {
             let mut out = format!("{:x}\r\n", data.len()).into_bytes();
             out.extend_from_slice(data);
             out.extend_from_slice(b"\r\n");
