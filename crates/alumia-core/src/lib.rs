@@ -11,6 +11,8 @@ pub mod crypto;
 pub mod cursor;
 pub mod device;
 pub mod error;
+pub mod file_types;
+pub mod files;
 pub mod identity;
 pub mod keys;
 pub mod limits;

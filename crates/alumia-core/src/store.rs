@@ -32,6 +32,7 @@ pub trait Store:
     + crate::sharing::ShareStore
     + crate::blocks::BlockStore
     + crate::portability::PortabilityStore
+    + crate::files::FileStore
     + Send
     + Sync
     + 'static

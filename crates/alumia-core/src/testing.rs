@@ -35,11 +35,13 @@ use crate::store::{PageRequest, Store, StoreResult};
 mod blocks;
 mod chat;
 mod device;
+mod files;
 mod projects;
 mod sharing;
 pub use blocks::*;
 pub use chat::*;
 pub use device::*;
+pub use files::*;
 pub use projects::*;
 pub use sharing::*;
 
@@ -108,6 +110,10 @@ macro_rules! store_contract_tests {
             block_updates_compare_and_set_with_one_winner,
             block_positions_are_all_or_nothing,
             block_revisions_record_agent_writes_and_restore,
+            files_org_root_is_made_once_and_lists_are_scoped_and_ordered,
+            files_moves_refuse_cycles_and_carry_the_project,
+            files_trash_takes_the_subtree_and_purge_releases_blobs,
+            files_pending_uploads_complete_once_with_the_declared_size,
             tenant_isolation,
         );
     };

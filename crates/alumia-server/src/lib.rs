@@ -8,6 +8,7 @@ pub mod client_ip;
 pub mod error;
 pub mod extract;
 pub mod fanout;
+pub mod file_content;
 pub mod idempotency;
 pub mod limiter;
 pub mod mcp;

@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use alumia_types::ErrorCode;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
+use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, patch, post};
 use tower::{Layer, Service};
@@ -28,6 +29,11 @@ pub fn public_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/auth/device/token", post(device::token)),
         ("/api/v1/share/project/{token}", get(share::public_project)),
         ("/api/v1/share/lab/{token}", get(share::public_lab)),
+        // Signed URLs: the signature is the credential (routes/files.rs).
+        (
+            "/api/v1/files/{id}/content",
+            get(files::content_get).put(files::content_put),
+        ),
     ]
 }
 
@@ -132,6 +138,17 @@ pub fn authed_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
                 .patch(blocks::update)
                 .delete(blocks::delete),
         ),
+        (
+            "/api/v1/files",
+            // Multipart uploads stream up to 100 MB: the JSON cap is lifted
+            // here (JSON bodies still go through ApiJson's own checks).
+            get(files::list).post(files::create.layer(DefaultBodyLimit::disable())),
+        ),
+        (
+            "/api/v1/files/{id}",
+            get(files::get).patch(files::update).delete(files::delete),
+        ),
+        ("/api/v1/files/{id}/preview", get(files::preview)),
         ("/api/v1/chat", post(chat::chat)),
         ("/api/v1/chat/{sessionId}/stop", post(chat::stop)),
         ("/api/v1/chat/{sessionId}/resume", post(chat::resume)),

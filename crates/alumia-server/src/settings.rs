@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use alumia_core::files::MimePolicy;
 use alumia_core::identity::AuthSettings;
 use alumia_core::keys::KeyEnv;
 use ipnet::IpNet;
@@ -25,6 +26,8 @@ pub struct ServerSettings {
     pub listen_authorities: Vec<String>,
     /// Origins besides the public one that may call `/mcp` (`[mcp] allowed_origins`).
     pub mcp_allowed_origins: Vec<String>,
+    /// The file MIME allow-list (defaults plus `[files] extra_mime_types`).
+    pub file_mimes: MimePolicy,
 }
 
 impl ServerSettings {
@@ -39,6 +42,7 @@ impl ServerSettings {
             version: env!("CARGO_PKG_VERSION"),
             listen_authorities: Vec::new(),
             mcp_allowed_origins: Vec::new(),
+            file_mimes: MimePolicy::default(),
         }
     }
 

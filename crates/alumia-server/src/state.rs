@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use alumia_blobs::BlobStore;
 use alumia_core::identity::Identity;
 use alumia_core::limits::RateLimiter;
 use alumia_core::{Clock, Store};
@@ -26,6 +27,9 @@ pub struct AppInner {
     pub rate_limit_policies: RateLimitPolicies,
     /// Cancelled when shutdown begins; `/readyz` answers 503 from then on.
     pub shutting_down: CancellationToken,
+    /// File bytes (spec 06 §3). Until [`AppState::with_blobs`] sets one,
+    /// file routes that touch bytes answer 503.
+    pub blobs: Arc<dyn BlobStore>,
 }
 
 impl std::ops::Deref for AppState {
@@ -73,6 +77,15 @@ impl AppState {
             settings,
             runtime,
             shutting_down: CancellationToken::new(),
+            blobs: Arc::new(crate::file_content::NoBlobStore),
         }))
+    }
+
+    /// Sets the blob store; call right after construction (before clones).
+    pub fn with_blobs(mut self, blobs: Arc<dyn BlobStore>) -> Self {
+        Arc::get_mut(&mut self.0)
+            .expect("with_blobs is called before the state is shared")
+            .blobs = blobs;
+        self
     }
 }

@@ -12,6 +12,7 @@ mod sql_block;
 mod sql_chat;
 mod sql_device;
 mod sql_portability;
+mod sql_file;
 mod sql_project;
 mod sql_share;
 mod sql_store;

@@ -25,7 +25,19 @@ pub enum TestDb {
     Url(String),
 }
 
+/// Where a [`TestApp`] keeps file bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TestStorage {
+    /// A folder of its own (the default).
+    #[default]
+    Local,
+    /// A loopback S3 server (s3s over a folder of its own).
+    S3,
+}
+
 pub struct TestAppBuilder {
+    storage: TestStorage,
+    extra_mime_types: Vec<String>,
     db: TestDb,
     limits: Limits,
     redis: Option<(String, String)>,
@@ -52,9 +64,15 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The database URL the server runs on (for fixtures the API cannot make).
     pub db_url: String,
+    /// The file blob store the server uses.
+    pub blobs: Arc<dyn alumia_blobs::BlobStore>,
+    /// Everything the blob store writes lives under this folder (the blob
+    /// folder, or the S3 server's folder), for leftover checks.
+    pub blob_dir: std::path::PathBuf,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<std::io::Result<()>>>,
     _dir: Option<TempDirGuard>,
+    _blob_dir: TempDirGuard,
 }
 
 struct TempDirGuard(std::path::PathBuf);
@@ -66,6 +84,15 @@ impl Drop for TempDirGuard {
 }
 
 impl TestAppBuilder {
+    /// File types allowed besides the built-in list (`[files] extra_mime_types`).
+    pub fn extra_mime_types(mut self, types: &[&str]) -> Self {
+        self.extra_mime_types = types.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    pub fn storage(mut self, storage: TestStorage) -> Self {
+        self.storage = storage;
+        self
+    }
     pub fn db(mut self, db: TestDb) -> Self {
         self.db = db;
         self
@@ -173,6 +200,7 @@ impl TestAppBuilder {
         let mut settings = ServerSettings::new(&public, KeyEnv::Test);
         settings.auth = self.auth;
         settings.setup_token = self.setup_token;
+        settings.file_mimes = alumia_core::files::MimePolicy::with_extra(&self.extra_mime_types);
         settings.trusted_proxies = self
             .trusted_proxies
             .iter()
@@ -200,6 +228,20 @@ impl TestAppBuilder {
             settings,
             runtime.clone(),
         );
+        let blob_dir =
+            std::env::temp_dir().join(format!("alumia-blobs-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&blob_dir).expect("blob dir");
+        let backend = match self.storage {
+            TestStorage::Local => alumia_blobs::BlobBackend::Local {
+                root: blob_dir.clone(),
+            },
+            TestStorage::S3 => {
+                let addr = crate::s3::start_s3_server(&blob_dir).await;
+                alumia_blobs::BlobBackend::S3(crate::s3::s3_config(addr, "files"))
+            }
+        };
+        let blobs = backend.open().await.expect("open the blob store");
+        let state = state.with_blobs(blobs.clone());
         let handle = tokio::spawn(alumia_server::serve(listener, state, shutdown.clone()));
         TestApp {
             addr,
@@ -210,6 +252,9 @@ impl TestAppBuilder {
             runtime,
             http: reqwest::Client::new(),
             db_url: url,
+            blobs,
+            _blob_dir: TempDirGuard(blob_dir.clone()),
+            blob_dir,
             shutdown,
             handle: Some(handle),
             _dir: dir,
@@ -220,6 +265,8 @@ impl TestAppBuilder {
 impl TestApp {
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder {
+            storage: TestStorage::Local,
+            extra_mime_types: Vec::new(),
             db: TestDb::SqliteTemp,
             limits: Limits::default(),
             redis: None,

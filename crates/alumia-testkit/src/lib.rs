@@ -5,11 +5,13 @@
 mod app;
 mod browser;
 mod proxy;
+mod s3;
 mod services;
 
-pub use app::{TestApp, TestAppBuilder, TestDb};
+pub use app::{TestApp, TestAppBuilder, TestDb, TestStorage};
 pub use browser::{Browser, TEST_PASSWORD};
 pub use proxy::TcpProxy;
+pub use s3::{S3_BUCKET, s3_config, start_s3_server};
 pub use services::{PgDatabase, RedisPrefix, fresh_pg_database, pg_url, redis_url};
 
 use std::future::Future;

@@ -518,6 +518,27 @@ pub struct BlockView {
     pub data: Value,
     pub position: BlockPositionView,
     pub created_by: BlockCreatedByView,
+/// A file, folder or link (spec 06 §3). `storageKey` is never sent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FileView {
+    pub id: String,
+    pub org_id: String,
+    pub project_id: Option<String>,
+    pub parent_id: Option<String>,
+    pub name: String,
+    pub kind: String,
+    pub mime_type: Option<String>,
+    pub size: i64,
+    pub sha256: Option<String>,
+    pub status: String,
+    pub system_kind: Option<String>,
+    pub is_protected: bool,
+    pub target_file_id: Option<String>,
+    pub tags: Vec<String>,
+    pub metadata: serde_json::Value,
+    pub preview_kind: String,
+    pub created_by: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -645,4 +666,74 @@ pub struct RestoreLastRunView {
     pub turn_id: String,
     pub restored: Vec<String>,
     pub deleted: Vec<String>,
+/// `POST /api/v1/files` as JSON: an upload (default), a folder or a link.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateFileRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub mime_type: Option<String>,
+    #[serde(default)]
+    pub size: Option<i64>,
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    #[serde(default)]
+    pub project_id: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub target_file_id: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// `PATCH /api/v1/files/:id`: absent fields stay.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateFileRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Where to send the bytes of a pending upload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FileUploadTarget {
+    pub url: String,
+    pub method: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub expires_at: String,
+}
+
+/// `201` of a JSON upload create: the pending file and its upload target.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FileCreatedView {
+    pub file: FileView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<FileUploadTarget>,
+}
+
+/// `GET /api/v1/files/:id/preview`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FilePreviewView {
+    pub preview_kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<Vec<Vec<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Whether `text` or `table` stops before the end of the file.
+    pub truncated: bool,
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use alumia_blobs::{BlobBackend, S3Config};
 use alumia_core::crypto::SecretKey;
 use alumia_core::identity::AuthSettings;
 use alumia_core::keys::KeyEnv;
@@ -50,6 +51,42 @@ struct FileConfig {
     providers: Vec<FileProvider>,
     #[serde(default)]
     mcp: FileMcp,
+    #[serde(default)]
+    files: FileFiles,
+    #[serde(default)]
+    storage: FileStorage,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFiles {
+    /// MIME types allowed besides the built-in list (spec 06 §3).
+    #[serde(default)]
+    extra_mime_types: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStorage {
+    /// `local` (default: `<data-dir>/files`) or `s3`.
+    kind: Option<String>,
+    /// For `local`: another folder.
+    path: Option<PathBuf>,
+    s3: Option<FileS3>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileS3 {
+    bucket: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    prefix: Option<String>,
+    path_style: Option<bool>,
+    /// Credentials are named by their environment variables, never inline.
+    access_key_env: Option<String>,
+    secret_key_env: Option<String>,
+    session_token_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +189,10 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     pub default_model: Option<String>,
     pub turn_limits: TurnLimits,
+    /// Where file bytes go (`[storage]`, `ALUMIA_STORAGE_*`, `ALUMIA_S3_*`).
+    pub storage: BlobBackend,
+    /// `[files] extra_mime_types` / `ALUMIA_FILES_EXTRA_MIME_TYPES` (comma-separated).
+    pub extra_mime_types: Vec<String>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -339,7 +380,29 @@ impl Config {
             ..defaults
         };
 
+        let storage = storage_backend(&file.storage, &data_dir)?;
+        let extra_mime_types = match env("ALUMIA_FILES_EXTRA_MIME_TYPES") {
+            Some(list) => list
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => file.files.extra_mime_types.clone(),
+        };
+        for m in &extra_mime_types {
+            let ok = m.split_once('/').is_some_and(|(t, st)| {
+                !t.is_empty() && !st.is_empty() && !m.contains(char::is_whitespace)
+            });
+            if !ok {
+                return Err(ConfigError(format!(
+                    "[files] extra_mime_types: {m:?} is not a type/subtype"
+                )));
+            }
+        }
+
         Ok(Config {
+            storage,
+            extra_mime_types,
             listen,
             public_url,
             public_url_defaulted,
@@ -398,6 +461,84 @@ impl Config {
 }
 
 /// Creates the file with mode 0600 (and its folder) before writing the secret.
+/// `[storage]` with `ALUMIA_STORAGE_KIND`, `ALUMIA_STORAGE_PATH` and
+/// `ALUMIA_S3_*` over it. S3 credentials: `ALUMIA_S3_ACCESS_KEY_ID` /
+/// `ALUMIA_S3_SECRET_ACCESS_KEY` / `ALUMIA_S3_SESSION_TOKEN`, or the variables
+/// `access_key_env` / `secret_key_env` / `session_token_env` name; neither:
+/// object_store's own chain (instance metadata, web identity).
+fn storage_backend(file: &FileStorage, data_dir: &Path) -> Result<BlobBackend, ConfigError> {
+    let kind = env("ALUMIA_STORAGE_KIND")
+        .or(file.kind.clone())
+        .unwrap_or_else(|| "local".into());
+    match kind.as_str() {
+        "local" => Ok(BlobBackend::Local {
+            root: env("ALUMIA_STORAGE_PATH")
+                .map(PathBuf::from)
+                .or(file.path.clone())
+                .unwrap_or_else(|| data_dir.join("files")),
+        }),
+        "s3" => {
+            let empty = FileS3::default();
+            let s3 = file.s3.as_ref().unwrap_or(&empty);
+            let named =
+                |name: &Option<String>, what: &str| -> Result<Option<String>, ConfigError> {
+                    match name {
+                        None => Ok(None),
+                        Some(var) => env(var).map(Some).ok_or_else(|| {
+                            ConfigError(format!("[storage.s3] {what}: {var} is not set"))
+                        }),
+                    }
+                };
+            let bucket = env("ALUMIA_S3_BUCKET")
+                .or(s3.bucket.clone())
+                .ok_or_else(|| {
+                    ConfigError("[storage] kind = \"s3\" needs a bucket (ALUMIA_S3_BUCKET)".into())
+                })?;
+            let endpoint = env("ALUMIA_S3_ENDPOINT").or(s3.endpoint.clone());
+            let path_style = match env("ALUMIA_S3_PATH_STYLE") {
+                Some(v) => v == "true" || v == "1",
+                // Self-hosted S3 servers at an explicit endpoint mostly need it.
+                None => s3.path_style.unwrap_or(endpoint.is_some()),
+            };
+            let access_key_id = match env("ALUMIA_S3_ACCESS_KEY_ID") {
+                Some(v) => Some(v),
+                None => named(&s3.access_key_env, "access_key_env")?,
+            };
+            let secret_access_key = match env("ALUMIA_S3_SECRET_ACCESS_KEY") {
+                Some(v) => Some(v),
+                None => named(&s3.secret_key_env, "secret_key_env")?,
+            };
+            if access_key_id.is_some() != secret_access_key.is_some() {
+                return Err(ConfigError(
+                    "[storage.s3] needs both an access key id and a secret access key, or neither"
+                        .into(),
+                ));
+            }
+            let session_token = match env("ALUMIA_S3_SESSION_TOKEN") {
+                Some(v) => Some(v),
+                None => named(&s3.session_token_env, "session_token_env")?,
+            };
+            Ok(BlobBackend::S3(S3Config {
+                bucket,
+                endpoint,
+                region: env("ALUMIA_S3_REGION")
+                    .or(s3.region.clone())
+                    .unwrap_or_else(|| "us-east-1".into()),
+                prefix: env("ALUMIA_S3_PREFIX")
+                    .or(s3.prefix.clone())
+                    .unwrap_or_default(),
+                path_style,
+                access_key_id,
+                secret_access_key,
+                session_token,
+            }))
+        }
+        other => Err(ConfigError(format!(
+            "[storage] kind {other:?} is not \"local\" or \"s3\""
+        ))),
+    }
+}
+
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
@@ -578,5 +719,50 @@ impl ClientEnv {
                 || env("DISPLAY").is_some()
                 || env("WAYLAND_DISPLAY").is_some(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage(toml_text: &str) -> Result<BlobBackend, String> {
+        let file: FileConfig = toml::from_str(toml_text).expect("toml");
+        storage_backend(&file.storage, Path::new("/data")).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn storage_defaults_to_the_data_dir_and_reads_s3_settings() {
+        match storage("").unwrap() {
+            BlobBackend::Local { root } => assert_eq!(root, Path::new("/data/files")),
+            other => panic!("{other:?}"),
+        }
+        let s3 = storage(
+            "[storage]\nkind = \"s3\"\n[storage.s3]\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000\"\nprefix = \"files\"",
+        )
+        .unwrap();
+        match s3 {
+            BlobBackend::S3(c) => {
+                assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("b", "files"));
+                assert!(c.path_style, "an explicit endpoint defaults to path style");
+                assert_eq!(c.region, "us-east-1");
+                assert!(c.access_key_id.is_none() && c.secret_access_key.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn storage_refuses_incomplete_or_unknown_settings() {
+        assert!(storage("[storage]\nkind = \"s3\"").is_err(), "no bucket");
+        assert!(storage("[storage]\nkind = \"ftp\"").is_err());
+        assert!(
+            storage("[storage]\nkind = \"s3\"\n[storage.s3]\nbucket = \"b\"\naccess_key_env = \"ALUMIA_TEST_UNSET_VAR_7\"").is_err(),
+            "a named variable that is not set"
+        );
+        assert!(
+            toml::from_str::<FileConfig>("[storage.s3]\nsecret = \"x\"").is_err(),
+            "inline secrets are not a field"
+        );
     }
 }

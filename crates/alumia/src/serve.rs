@@ -127,6 +127,7 @@ async fn serve(
     settings.trusted_proxies = config.trusted_proxies.clone();
     settings.setup_token = config.setup_token.clone();
     settings.mcp_allowed_origins = config.mcp_allowed_origins.clone();
+    settings.file_mimes = alumia_core::files::MimePolicy::with_extra(&config.extra_mime_types);
     let settings = settings.with_listen_addr(config.listen);
     let shutdown = CancellationToken::new();
     if let Some(url) = &config.redis_url {
@@ -170,6 +171,14 @@ async fn serve(
         clock,
         settings,
         runtime.clone(),
+    )
+    .with_blobs(
+        config
+            .storage
+            .clone()
+            .open()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open file storage: {e}"))?,
     );
     let providers: Vec<String> = std::iter::once("dev".to_string())
         .chain(config.providers.iter().map(|p| p.id.clone()))

@@ -9,6 +9,7 @@ pub mod blocks;
 pub mod byok_keys;
 pub mod chat;
 pub mod device;
+pub mod files;
 pub mod health;
 pub mod me;
 pub mod messages;

@@ -11,6 +11,7 @@ mod chat_providers;
 mod csrf;
 mod device;
 mod envelope;
+mod files;
 mod login;
 mod mcp;
 mod openapi;

@@ -603,5 +603,103 @@ async fn blocks_race_to_one_winner_move_atomically_and_go_with_their_project_on_
     )
     .await;
     assert_eq!(status, 200);
+/// Files on PostgreSQL: multipart and JSON + PUT uploads, a signed
+/// download, tenancy, a folder move cycle, and shared blobs purged last.
+#[tokio::test]
+async fn files_upload_download_and_purge_shared_blobs_on_postgres() {
+    use crate::files::{download, files_under, upload_ok};
+    let (db, app, browser) = owner_on_fresh_postgres().await;
+    let (key, _) = browser.mint_key("pg", None).await;
+    let a = upload_ok(&app, &key, "a.txt", "text/plain", b"same bytes").await;
+    let b = upload_ok(&app, &key, "b.txt", "text/plain", b"same bytes").await;
+    assert_eq!(a["sha256"], b["sha256"]);
+    let (a, b) = (
+        a["id"].as_str().unwrap().to_string(),
+        b["id"].as_str().unwrap().to_string(),
+    );
+    let (status, _, bytes) = download(&app, &key, &a).await;
+    assert_eq!((status, bytes.as_slice()), (200, &b"same bytes"[..]));
+
+    let res = app
+        .http
+        .post(app.at("/api/v1/files"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "p.txt", "mimeType": "text/plain", "size": 3}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(res).await;
+    assert_eq!(status, 201, "{body}");
+    let url = body["data"]["upload"]["url"].as_str().unwrap();
+    let (status, body) = read(app.http.put(url).body("abc").send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["data"]["status"].as_str()),
+        (200, Some("ready")),
+        "{body}"
+    );
+
+    let folder = |name: &str, parent: Option<&str>| {
+        let mut body = json!({"source": "folder", "name": name});
+        if let Some(p) = parent {
+            body["parentId"] = json!(p);
+        }
+        let req = app
+            .http
+            .post(app.at("/api/v1/files"))
+            .bearer_auth(&key)
+            .json(&body);
+        async move {
+            read(req.send().await.unwrap()).await.1["data"]["file"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let outer = folder("outer", None).await;
+    let inner = folder("inner", Some(&outer)).await;
+    let (status, body) = read(
+        app.http
+            .patch(app.at(&format!("/api/v1/files/{outer}")))
+            .bearer_auth(&key)
+            .json(&json!({"parentId": inner}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &body, 422, "VALIDATION_ERROR", "folder_cycle");
+
+    let eve = crate::add_user(&app, "eve@example.com", "evil", None).await;
+    let (eve_key, _) = eve.mint_key("eve", None).await;
+    let (status, body) = read(
+        app.get_with_key(&format!("/api/v1/files/{a}"), &eve_key)
+            .await,
+    )
+    .await;
+    assert_error(status, &body, 404, "NOT_FOUND", "not_found");
+
+    for id in [&a, &b] {
+        let res = app
+            .http
+            .delete(app.at(&format!("/api/v1/files/{id}")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let (status, body) = read(
+            browser
+                .delete(&format!("/api/v1/files/{id}?permanent=true"))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let left = files_under(&app.blob_dir).len();
+        assert_eq!(
+            left,
+            if id == &a { 2 } else { 1 },
+            "blob kept until its last row goes"
+        );
+    }
     finish(app, db).await;
 }
