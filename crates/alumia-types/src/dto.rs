@@ -518,27 +518,6 @@ pub struct BlockView {
     pub data: Value,
     pub position: BlockPositionView,
     pub created_by: BlockCreatedByView,
-/// A file, folder or link (spec 06 §3). `storageKey` is never sent.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct FileView {
-    pub id: String,
-    pub org_id: String,
-    pub project_id: Option<String>,
-    pub parent_id: Option<String>,
-    pub name: String,
-    pub kind: String,
-    pub mime_type: Option<String>,
-    pub size: i64,
-    pub sha256: Option<String>,
-    pub status: String,
-    pub system_kind: Option<String>,
-    pub is_protected: bool,
-    pub target_file_id: Option<String>,
-    pub tags: Vec<String>,
-    pub metadata: serde_json::Value,
-    pub preview_kind: String,
-    pub created_by: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -666,6 +645,33 @@ pub struct RestoreLastRunView {
     pub turn_id: String,
     pub restored: Vec<String>,
     pub deleted: Vec<String>,
+}
+
+/// A file, folder or link (spec 06 §3). `storageKey` is never sent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FileView {
+    pub id: String,
+    pub org_id: String,
+    pub project_id: Option<String>,
+    pub parent_id: Option<String>,
+    pub name: String,
+    pub kind: String,
+    pub mime_type: Option<String>,
+    pub size: i64,
+    pub sha256: Option<String>,
+    pub status: String,
+    pub system_kind: Option<String>,
+    pub is_protected: bool,
+    pub target_file_id: Option<String>,
+    pub tags: Vec<String>,
+    pub metadata: serde_json::Value,
+    pub preview_kind: String,
+    pub created_by: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
 /// `POST /api/v1/files` as JSON: an upload (default), a folder or a link.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

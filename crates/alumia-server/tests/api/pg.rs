@@ -603,6 +603,9 @@ async fn blocks_race_to_one_winner_move_atomically_and_go_with_their_project_on_
     )
     .await;
     assert_eq!(status, 200);
+    finish(app, db).await;
+}
+
 /// Files on PostgreSQL: multipart and JSON + PUT uploads, a signed
 /// download, tenancy, a folder move cycle, and shared blobs purged last.
 #[tokio::test]
