@@ -19,6 +19,7 @@ use crate::blocks::{Block, CreatedBy, Edge, MAX_UNPAGED, NodeRef, Position};
 use crate::clock::format_ts;
 use crate::crypto::sha256_hex;
 use crate::error::{DomainError, DomainResult};
+use crate::files::{BlobRef, FileListQuery, StoredFile};
 use crate::principal::Principal;
 use crate::projects::{FileEntry, Project, ProjectInput, Projects, project_folder};
 use crate::scope::OrgScope;
@@ -28,6 +29,9 @@ pub const FORMAT: &str = "alumia.project-export";
 pub const VERSION: u64 = 1;
 /// `POST …/restore` bodies up to this size.
 pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
+/// Folder levels a manifest, a copy and the navigator walk below the
+/// project folder.
+pub const MAX_TREE_DEPTH: usize = 4;
 
 /// Keys sorted at every level, no whitespace.
 pub fn canonical_json(value: &Value) -> String {
@@ -248,6 +252,9 @@ pub trait PortabilityStore: Send + Sync {
         edges: &[Edge],
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// The size of a blob some file row of the org (live or trashed) still
+    /// references, if any: restore re-links files to such blobs.
+    async fn org_blob_size(&self, org: &OrgScope, sha256: &str) -> StoreResult<Option<i64>>;
     /// The new project with its folder, blocks and edges.
     /// `Conflict("project_slug")` when the slug is taken.
     async fn create_project_copy(
@@ -270,6 +277,9 @@ pub struct RestoreOutcome {
     pub delete: Vec<Uuid>,
     /// Manifest files whose bytes this org no longer has.
     pub missing_files: Vec<ManifestFile>,
+    /// Manifest files re-linked to a blob the org holds: with `dry_run`
+    /// their manifest ids, else the ids of the new rows.
+    pub relinked_files: Vec<Uuid>,
     /// Manifest edges dropped because an end is not on the restored canvas.
     pub skipped_edges: Vec<Uuid>,
 }
@@ -328,13 +338,137 @@ impl Portability<'_> {
         Ok(manifest.sealed())
     }
 
-    /// The project's files, for the manifest (none until files land here).
+    /// The live rows under the project's folder, folders before their
+    /// contents, each with its path below the folder (depth-limited).
+    pub async fn project_tree(
+        &self,
+        org: &OrgScope,
+        project: &Project,
+    ) -> DomainResult<Vec<(String, StoredFile)>> {
+        let Some(root) = self.store.get_project_folder(org, project.id).await? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut queue = std::collections::VecDeque::from([(root.id, String::new(), 0usize)]);
+        while let Some((folder, prefix, depth)) = queue.pop_front() {
+            let mut offset = 0;
+            loop {
+                let q = FileListQuery {
+                    parent_id: folder,
+                    search: None,
+                    offset,
+                    limit: 500,
+                };
+                let page = self.store.list_files(org, &q).await?;
+                let n = page.len() as i64;
+                for f in page {
+                    let path = format!("{prefix}{}", f.name);
+                    if f.is_folder() && depth + 1 < MAX_TREE_DEPTH {
+                        queue.push_back((f.id, format!("{path}/"), depth + 1));
+                    }
+                    out.push((path, f));
+                }
+                if n < 500 {
+                    break;
+                }
+                offset += n;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The project's stored files, for the manifest (bytes are downloaded
+    /// separately).
     async fn manifest_files(
         &self,
-        _p: &Principal,
-        _project: &Project,
+        p: &Principal,
+        project: &Project,
     ) -> DomainResult<Vec<ManifestFile>> {
-        Ok(Vec::new())
+        Ok(self
+            .project_tree(&p.org, project)
+            .await?
+            .into_iter()
+            .filter(|(_, f)| f.kind == "file" && f.status == "ready")
+            .map(|(path, f)| ManifestFile {
+                id: f.id,
+                path,
+                name: f.name,
+                mime_type: f.mime_type,
+                size: f.size,
+                sha256: f.sha256,
+            })
+            .collect())
+    }
+
+    /// Copies the source's folder tree into the copy's folder: new rows,
+    /// the same blobs (each copy takes a reference). A blob being deleted
+    /// at that moment is skipped rather than referenced.
+    async fn copy_files(
+        &self,
+        p: &Principal,
+        source: &Project,
+        copy: &Project,
+    ) -> DomainResult<()> {
+        let Some(target_root) = self.store.get_project_folder(&p.org, copy.id).await? else {
+            return Ok(());
+        };
+        let source_root = self.store.get_project_folder(&p.org, source.id).await?;
+        let mut folders: HashMap<Uuid, Uuid> = HashMap::new();
+        if let Some(root) = source_root {
+            folders.insert(root.id, target_root.id);
+        }
+        let tree = self.project_tree(&p.org, source).await?;
+        let mut links = Vec::new();
+        let mut ids: HashMap<Uuid, Uuid> = HashMap::new();
+        for (_, f) in tree {
+            let Some(parent) = f.parent_id.and_then(|id| folders.get(&id).copied()) else {
+                continue;
+            };
+            let row = StoredFile {
+                id: crate::new_id(),
+                project_id: Some(copy.id),
+                parent_id: Some(parent),
+                is_protected: false,
+                system_kind: None,
+                created_by: Some(p.user_id),
+                created_at: self.now,
+                updated_at: self.now,
+                deleted_at: None,
+                ..f.clone()
+            };
+            ids.insert(f.id, row.id);
+            match f.kind.as_str() {
+                "folder" => {
+                    self.store.create_file(&p.org, &row).await?;
+                    folders.insert(f.id, row.id);
+                }
+                "link" => links.push(row),
+                _ => {
+                    // Pending uploads have no bytes to share.
+                    if let (Some(sha), "ready") = (&f.sha256, f.status.as_str()) {
+                        let blob = BlobRef {
+                            sha256: sha.clone(),
+                            size: f.size,
+                        };
+                        match self
+                            .store
+                            .create_uploaded_file(&p.org, &row, &blob, self.now)
+                            .await
+                        {
+                            Ok(()) | Err(crate::StoreError::Conflict(_)) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+            }
+        }
+        for mut link in links {
+            if let Some(target) = link.target_file_id.and_then(|t| ids.get(&t)) {
+                link.target_file_id = Some(*target);
+            }
+            self.store.create_file(&p.org, &link).await?;
+        }
+        Ok(())
     }
 
     /// A copy of the project: blocks with new ids and edges remapped to
@@ -419,7 +553,10 @@ impl Portability<'_> {
                 .create_project_copy(&p.org, &copy, &folder, &new_blocks, &new_edges)
                 .await
             {
-                Ok(()) => return Ok(copy),
+                Ok(()) => {
+                    self.copy_files(p, &source, &copy).await?;
+                    return Ok(copy);
+                }
                 Err(crate::StoreError::Conflict(_)) if n < 50 => {
                     copy.slug = format!("{base}-{}", n + 1);
                 }
@@ -531,10 +668,14 @@ impl Portability<'_> {
             create: plan.create.clone(),
             update: plan.update.clone(),
             delete: delete.clone(),
-            missing_files: self.missing_files(p, m).await?,
+            missing_files: Vec::new(),
+            relinked_files: Vec::new(),
             skipped_edges,
         };
+        let (relink, missing) = self.file_plan(p, &project, m).await?;
+        outcome.missing_files = missing;
         if dry_run {
+            outcome.relinked_files = relink.iter().map(|(f, _)| f.id).collect();
             return Ok(outcome);
         }
 
@@ -589,7 +730,9 @@ impl Portability<'_> {
                 &p.org, &restored, &update, &create, &delete, &edges, self.now,
             )
             .await?;
-        outcome.dry_run = false;
+        // Files follow the canvas: each re-link is its own write, and one
+        // that fails leaves the restored canvas in place.
+        outcome.relinked_files = self.relink_files(p, &project, &relink).await?;
         Ok(outcome)
     }
 
@@ -633,10 +776,88 @@ impl Portability<'_> {
         })
     }
 
-    /// Manifest files whose bytes are gone from this org (none known until
-    /// files land here: every file is reported missing).
-    async fn missing_files(&self, _p: &Principal, m: &Manifest) -> DomainResult<Vec<ManifestFile>> {
-        Ok(m.files.clone())
+    /// Splits the manifest's files the project lacks (by path and bytes):
+    /// those to re-link to a blob the org still holds, and those whose
+    /// bytes are gone from the org.
+    async fn file_plan(
+        &self,
+        p: &Principal,
+        project: &Project,
+        m: &Manifest,
+    ) -> DomainResult<(Vec<(ManifestFile, i64)>, Vec<ManifestFile>)> {
+        let present: HashSet<(String, String)> = self
+            .project_tree(&p.org, project)
+            .await?
+            .into_iter()
+            .filter_map(|(path, f)| Some((path, f.sha256?)))
+            .collect();
+        let (mut relink, mut missing) = (Vec::new(), Vec::new());
+        for f in &m.files {
+            let Some(sha) = &f.sha256 else {
+                missing.push(f.clone());
+                continue;
+            };
+            if present.contains(&(f.path.clone(), sha.clone())) {
+                continue;
+            }
+            match self.store.org_blob_size(&p.org, sha).await? {
+                Some(size) => relink.push((f.clone(), size)),
+                None => missing.push(f.clone()),
+            }
+        }
+        Ok((relink, missing))
+    }
+
+    /// Re-links files to the org's blobs, at the top of the project folder
+    /// (their folders are not re-created); the new rows' ids.
+    async fn relink_files(
+        &self,
+        p: &Principal,
+        project: &Project,
+        relink: &[(ManifestFile, i64)],
+    ) -> DomainResult<Vec<Uuid>> {
+        let Some(root) = self.store.get_project_folder(&p.org, project.id).await? else {
+            return Ok(Vec::new());
+        };
+        let mut made = Vec::new();
+        for (f, size) in relink {
+            let Some(sha) = &f.sha256 else { continue };
+            let row = StoredFile {
+                id: crate::new_id(),
+                org_id: p.org.org_id(),
+                project_id: Some(project.id),
+                parent_id: Some(root.id),
+                name: f.name.clone(),
+                kind: "file".into(),
+                mime_type: f.mime_type.clone(),
+                size: *size,
+                sha256: Some(sha.clone()),
+                status: "ready".into(),
+                system_kind: None,
+                is_protected: false,
+                target_file_id: None,
+                tags: Vec::new(),
+                metadata: json!({}),
+                created_by: Some(p.user_id),
+                created_at: self.now,
+                updated_at: self.now,
+                deleted_at: None,
+            };
+            let blob = BlobRef {
+                sha256: sha.clone(),
+                size: *size,
+            };
+            match self
+                .store
+                .create_uploaded_file(&p.org, &row, &blob, self.now)
+                .await
+            {
+                Ok(()) => made.push(row.id),
+                Err(crate::StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(made)
     }
 }
 
@@ -722,6 +943,7 @@ pub fn outcome_json(o: &RestoreOutcome) -> Value {
         "update": ids(&o.update),
         "delete": ids(&o.delete),
         "missingFiles": o.missing_files,
+        "relinkedFiles": ids(&o.relinked_files),
         "skippedEdges": ids(&o.skipped_edges),
     })
 }

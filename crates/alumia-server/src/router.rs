@@ -100,6 +100,7 @@ pub fn authed_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         ("/api/v1/projects/{id}/duplicate", post(projects::duplicate)),
         ("/api/v1/projects/{id}/export", get(projects::export)),
+        ("/api/v1/projects/{id}/navigator", get(projects::navigator)),
         (
             "/api/v1/projects/{id}/restore",
             post(projects::restore).layer(DefaultBodyLimit::max(

@@ -142,6 +142,20 @@ macro_rules! impl_portability_store {
                     Ok(())
                 }
 
+                async fn org_blob_size(&self, org: &OrgScope, sha256: &str) -> StoreResult<Option<i64>> {
+                    // A blob being deleted is as good as gone.
+                    let row: Option<(i64,)> = sqlx::query_as(
+                        "SELECT b.size FROM blobs b WHERE b.sha256 = $2 AND b.deleting_at IS NULL \
+                         AND EXISTS (SELECT 1 FROM files f WHERE f.org_id = $1 AND f.sha256 = $2)",
+                    )
+                    .bind(org.org_id().to_string())
+                    .bind(sha256)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    Ok(row.map(|(size,)| size))
+                }
+
                 async fn create_project_copy(
                     &self,
                     org: &OrgScope,

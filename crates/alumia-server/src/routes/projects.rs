@@ -1,4 +1,7 @@
-//! `/api/v1/projects`: list, create, read, update, soft delete (spec 06 §1).
+//! `/api/v1/projects`: list, create, read, update, soft delete (spec 06 §1);
+//! navigator, duplicate, export and restore (§2, §4).
+
+use std::collections::HashMap;
 
 use alumia_core::DomainError;
 use alumia_core::clock::{format_ts, to_millis};
@@ -262,4 +265,60 @@ pub async fn restore(
         .restore(&p, &id, &req.manifest, dry_run)
         .await?;
     Ok(ok(outcome_json(&outcome)))
+}
+
+/// `GET /api/v1/projects/:id/navigator`: the project folder's tree (folders
+/// to depth 4, with how many files each holds), block counts by type, and
+/// the project's sessions.
+pub async fn navigator(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let project = service(&state).get(&p, &id).await?;
+    let tools = portability(&state);
+    let tree = tools.project_tree(&p.org, &project).await?;
+    let root = state
+        .store
+        .get_project_folder(&p.org, project.id)
+        .await
+        .map_err(DomainError::from)?;
+    let folders = root.map(|root| {
+        // Children by parent, in listing order (folders first, then names).
+        let mut children: HashMap<Uuid, Vec<&alumia_core::files::StoredFile>> = HashMap::new();
+        for (_, f) in &tree {
+            if let Some(parent) = f.parent_id {
+                children.entry(parent).or_default().push(f);
+            }
+        }
+        fn node(
+            id: Uuid,
+            name: &str,
+            children: &HashMap<Uuid, Vec<&alumia_core::files::StoredFile>>,
+        ) -> serde_json::Value {
+            let kids = children.get(&id).map(Vec::as_slice).unwrap_or_default();
+            json!({
+                "id": id.to_string(),
+                "name": name,
+                "fileCount": kids.iter().filter(|f| !f.is_folder()).count(),
+                "folders": kids
+                    .iter()
+                    .filter(|f| f.is_folder())
+                    .map(|f| node(f.id, &f.name, children))
+                    .collect::<Vec<_>>(),
+            })
+        }
+        node(root.id, &root.name, &children)
+    });
+    let canvas = crate::routes::blocks::canvas_parts(&state, &p.org, &project).await?;
+    let mut by_type: std::collections::BTreeMap<String, usize> = Default::default();
+    for b in &canvas.blocks {
+        *by_type.entry(b.block_type.clone()).or_default() += 1;
+    }
+    Ok(ok(json!({
+        "project": view(&project),
+        "folders": folders,
+        "blocksByType": by_type,
+        "sessions": canvas.agent_nodes,
+    })))
 }

@@ -387,3 +387,187 @@ async fn restore_takes_manifests_up_to_8_mb_and_refuses_larger_unread() {
     let (status, body) = read(res).await;
     assert_error(status, &body, 413, "PAYLOAD_TOO_LARGE", "payload_too_large");
 }
+
+/// Uploads `bytes` as a text file into the project's folder (or a folder).
+async fn upload_into(
+    app: &TestApp,
+    key: &str,
+    fields: &[(&str, &str)],
+    name: &str,
+    bytes: &[u8],
+) -> Value {
+    let (status, body) = crate::files::upload(app, key, fields, (name, "text/plain", bytes)).await;
+    assert_eq!(status, 201, "{body}");
+    body["data"]["file"].clone()
+}
+
+#[tokio::test]
+async fn files_go_into_the_manifest_are_copied_on_the_same_blobs_and_relinked_by_restore() {
+    let (app, _, key) = app_with_owner().await;
+    let pid = project(&app, &key, "Launch").await;
+    let (status, folder) = post(
+        &app,
+        &key,
+        "/api/v1/files",
+        json!({"source": "folder", "name": "docs", "projectId": pid}),
+    )
+    .await;
+    assert_eq!(status, 201, "{folder}");
+    let folder_id = folder["data"]["file"]["id"].as_str().unwrap().to_string();
+    let notes = upload_into(
+        &app,
+        &key,
+        &[("projectId", &pid)],
+        "notes.txt",
+        b"hello notes",
+    )
+    .await;
+    let spec = upload_into(
+        &app,
+        &key,
+        &[("parentId", &folder_id)],
+        "spec.txt",
+        b"the spec",
+    )
+    .await;
+
+    let m = export(&app, &key, &pid).await;
+    let mut files: Vec<(String, String)> = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        vec![
+            (
+                "docs/spec.txt".to_string(),
+                spec["sha256"].as_str().unwrap().to_string()
+            ),
+            (
+                "notes.txt".to_string(),
+                notes["sha256"].as_str().unwrap().to_string()
+            ),
+        ]
+    );
+
+    // Duplicate: the tree comes along, on the same blobs (one more reference each).
+    let sha = notes["sha256"].as_str().unwrap().to_string();
+    let refs = |app: &TestApp, sha: String| {
+        let store = app.store.clone();
+        async move { store.blob_refs(&sha).await.unwrap().unwrap().0 }
+    };
+    assert_eq!(refs(&app, sha.clone()).await, 1);
+    let (status, copy) = post(
+        &app,
+        &key,
+        &format!("/api/v1/projects/{pid}/duplicate"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 201, "{copy}");
+    let cid = copy["data"]["id"].as_str().unwrap().to_string();
+    assert_eq!(refs(&app, sha.clone()).await, 2, "the copy shares the blob");
+    let copied = export(&app, &key, &cid).await;
+    let mut copied_paths: Vec<&str> = copied["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    copied_paths.sort();
+    assert_eq!(copied_paths, ["docs/spec.txt", "notes.txt"]);
+    assert_ne!(copied["files"][0]["id"], m["files"][0]["id"], "new rows");
+
+    // Restore into a project without them: re-linked to the org's blobs;
+    // a file whose bytes the org no longer has is reported missing.
+    let empty = project(&app, &key, "Empty").await;
+    let mut with_ghost = m.clone();
+    with_ghost["files"].as_array_mut().unwrap().push(json!({
+        "id": uuid::Uuid::now_v7(), "path": "ghost.txt", "name": "ghost.txt",
+        "mimeType": "text/plain", "size": 3, "sha256": "0".repeat(64),
+    }));
+    with_ghost.as_object_mut().unwrap().remove("checksum");
+    let sum = alumia_core::portability::checksum(&with_ghost);
+    with_ghost["checksum"] = json!(sum);
+    let (status, dry) = restore(
+        &app,
+        &key,
+        &empty,
+        json!({"manifest": with_ghost, "dryRun": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["data"]["relinkedFiles"].as_array().unwrap().len(), 2);
+    assert_eq!(dry["data"]["missingFiles"][0]["name"], "ghost.txt");
+    assert_eq!(
+        refs(&app, sha.clone()).await,
+        2,
+        "a dry run takes no reference"
+    );
+    let (status, done) = restore(&app, &key, &empty, json!({"manifest": with_ghost})).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["data"]["relinkedFiles"].as_array().unwrap().len(), 2);
+    assert_eq!(refs(&app, sha.clone()).await, 3);
+    let restored = export(&app, &key, &empty).await;
+    assert_eq!(restored["files"].as_array().unwrap().len(), 2);
+    // Restoring again finds them in place (by path and bytes) for the top
+    // level; nothing is linked twice there.
+    let (_, again) = restore(
+        &app,
+        &key,
+        &empty,
+        json!({"manifest": with_ghost, "dryRun": true}),
+    )
+    .await;
+    assert_eq!(
+        again["data"]["relinkedFiles"].as_array().unwrap().len(),
+        1,
+        "{again}"
+    );
+}
+
+#[tokio::test]
+async fn the_navigator_shows_folders_block_counts_and_sessions() {
+    let (app, _, key) = app_with_owner().await;
+    let pid = project(&app, &key, "Launch").await;
+    let (_, folder) = post(
+        &app,
+        &key,
+        "/api/v1/files",
+        json!({"source": "folder", "name": "docs", "projectId": pid}),
+    )
+    .await;
+    let folder_id = folder["data"]["file"]["id"].as_str().unwrap().to_string();
+    upload_into(&app, &key, &[("parentId", &folder_id)], "a.txt", b"a").await;
+    upload_into(&app, &key, &[("projectId", &pid)], "b.txt", b"b").await;
+    block(&app, &key, &pid, "A", "alpha").await;
+    block(&app, &key, &pid, "B", "beta").await;
+    let res = crate::chat::chat(
+        &app,
+        &key,
+        json!({"messages": [{"role": "user", "content": "hi"}], "projectId": pid}),
+    )
+    .await;
+    res.text().await.unwrap();
+
+    let (status, nav) = get(&app, &key, &format!("/api/v1/projects/{pid}/navigator")).await;
+    assert_eq!(status, 200, "{nav}");
+    let nav = &nav["data"];
+    assert_eq!(nav["folders"]["fileCount"], 1, "{nav}");
+    assert_eq!(nav["folders"]["folders"][0]["name"], "docs");
+    assert_eq!(nav["folders"]["folders"][0]["fileCount"], 1);
+    assert_eq!(nav["blocksByType"], json!({"data": 2}));
+    assert_eq!(nav["sessions"].as_array().unwrap().len(), 1);
+    let eve = add_user(&app, "eve@example.com", "evil", None).await;
+    let (eve_key, _) = eve.mint_key("eve", None).await;
+    let (status, _) = get(&app, &eve_key, &format!("/api/v1/projects/{pid}/navigator")).await;
+    assert_eq!(status, 404);
+}
