@@ -239,17 +239,11 @@ pub trait PortabilityStore: Send + Sync {
     /// with one of `ids`: a restore re-issues ids that live elsewhere.
     async fn find_block_owners(&self, ids: &[Uuid])
     -> StoreResult<Vec<(Uuid, Uuid, Option<Uuid>)>>;
-    /// Writes the project's fields, rewrites (and revives) `update`,
-    /// inserts `create`, soft-deletes `delete` and replaces the project's
-    /// stored edges with `edges`. `NotFound` when the project is gone.
+    /// Applies a restore; `NotFound` when the project is gone.
     async fn apply_project_restore(
         &self,
         org: &OrgScope,
-        project: &Project,
-        update: &[Block],
-        create: &[Block],
-        delete: &[Uuid],
-        edges: &[Edge],
+        writes: &RestoreWrites,
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
     /// The size of a blob some file row of the org (live or trashed) still
@@ -265,6 +259,18 @@ pub trait PortabilityStore: Send + Sync {
         blocks: &[Block],
         edges: &[Edge],
     ) -> StoreResult<()>;
+}
+
+/// The writes of one restore: the project's fields, blocks rewritten (and
+/// revived) in place, blocks inserted, blocks soft-deleted, and the stored
+/// edges that replace the project's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreWrites {
+    pub project: Project,
+    pub update: Vec<Block>,
+    pub create: Vec<Block>,
+    pub delete: Vec<Uuid>,
+    pub edges: Vec<Edge>,
 }
 
 /// What `POST …/restore` did, or with `dryRun` would do.
@@ -725,10 +731,15 @@ impl Portability<'_> {
                 });
             }
         }
+        let writes = RestoreWrites {
+            project: restored,
+            update,
+            create,
+            delete,
+            edges,
+        };
         self.store
-            .apply_project_restore(
-                &p.org, &restored, &update, &create, &delete, &edges, self.now,
-            )
+            .apply_project_restore(&p.org, &writes, self.now)
             .await?;
         // Files follow the canvas: each re-link is its own write, and one
         // that fails leaves the restored canvas in place.

@@ -8,7 +8,7 @@ macro_rules! impl_portability_store {
         const _: () = {
             use alumia_core::blocks::{Block, Edge};
             use alumia_core::clock::to_millis;
-            use alumia_core::portability::PortabilityStore;
+            use alumia_core::portability::{PortabilityStore, RestoreWrites};
             use alumia_core::projects::{FileEntry, Project};
             use alumia_core::store::StoreResult;
             use alumia_core::{OrgScope, StoreError};
@@ -54,13 +54,10 @@ macro_rules! impl_portability_store {
                 async fn apply_project_restore(
                     &self,
                     org: &OrgScope,
-                    p: &Project,
-                    update: &[Block],
-                    create: &[Block],
-                    delete: &[Uuid],
-                    edges: &[Edge],
+                    writes: &RestoreWrites,
                     at: DateTime<Utc>,
                 ) -> StoreResult<()> {
+                    let RestoreWrites { project: p, update, create, delete, edges } = writes;
                     let (org_id, project_id, now) =
                         (org.org_id().to_string(), p.id.to_string(), to_millis(at));
                     let mut tx = self.begin_write().await?;
