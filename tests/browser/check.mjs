@@ -46,7 +46,9 @@ function expectedResourceError(msg) {
   const m = /^Failed to load resource: the server responded with a status of (\d{3})\b/.exec(msg.text());
   if (!m) return false;
   const path = msg.location()?.url ? new URL(msg.location().url).pathname : '';
-  return m[1] === '401' || m[1] === '403' || (m[1] === '404' && path === '/favicon.ico');
+  // A revoked share link is a 404 the share page expects and explains.
+  const revokedShare = m[1] === '404' && path.startsWith('/api/v1/share/project/');
+  return m[1] === '401' || m[1] === '403' || (m[1] === '404' && path === '/favicon.ico') || revokedShare;
 }
 
 function watch(page, label) {
@@ -477,6 +479,60 @@ try {
     const token = await pollDevice(stepUpBase, issued.device_code);
     check(token.status === 200 && token.body?.scope === 'terminal models:read mcp:read',
       `the poll after a stepped-up approval gave ${token.status}: ${JSON.stringify(token.body)}`);
+    await ctx.close();
+    current = page;
+  });
+
+  await step('share a project: a signed-out browser sees the read-only canvas, pans, zooms and inspects; a revoked link shows the 404 text', async () => {
+    const api = (method, path, body) => fetch(`${mainBase}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    }).then(async (r) => ({ status: r.status, body: await r.json() }));
+    const project = await api('POST', '/api/v1/projects', { name: 'Launch plan', emoji: '🚀' });
+    check(project.status === 201, `creating a project gave ${project.status}`);
+    const pid = project.body.data.id;
+    const block = await api('POST', `/api/v1/projects/${pid}/blocks`,
+      { type: 'data', title: 'Milestones', data: { type: 'markdown', markdown: '<img src=x onerror=alert(1)> ship it' } });
+    check(block.status === 201, `creating a block gave ${block.status}`);
+    // Sharing is browser-only: the signed-in page's session (fresh from setup) makes the link.
+    const shared = await page.evaluate(async (id) => {
+      const s = await fetch('/api/v1/auth/session').then((r) => r.json());
+      const r = await fetch(`/api/v1/projects/${id}/share`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': s.data.csrfToken },
+        body: '{}',
+      });
+      return { status: r.status, body: await r.json() };
+    }, pid);
+    check(shared.status === 200, `POST /share from the browser gave ${shared.status}: ${JSON.stringify(shared.body)}`);
+    const shareUrl = shared.body.data.shareUrl;
+
+    const ctx = await browser.newContext();
+    ctx.setDefaultTimeout(TIMEOUT_MS);
+    const sp = await ctx.newPage();
+    watch(sp, 'share');
+    current = sp;
+    await sp.goto(shareUrl);
+    await expectText(sp, '#project-name', 'Launch plan', 'shared project name');
+    const blocks = sp.locator('.canvas-block');
+    check(await blocks.count() === 1, `the shared canvas shows ${await blocks.count()} blocks`);
+    check((await blocks.first().textContent()).includes('Milestones'), 'the block title is not shown');
+    check(await sp.locator('img').count() === 0, 'block data was rendered as HTML');
+    await blocks.first().click();
+    check((await text(sp, '#inspector')).includes('ship it'), 'inspecting the block shows no data');
+    await sp.getByRole('button', { name: 'Zoom in' }).click();
+    await expectText(sp, '#zoom-reset', '125%', 'after zooming in');
+    check(await sp.locator('input, textarea, [contenteditable=true]').count() === 0, 'the shared view offers an editor');
+
+    const revoked = await page.evaluate(async (id) => {
+      const s = await fetch('/api/v1/auth/session').then((r) => r.json());
+      const r = await fetch(`/api/v1/projects/${id}/share`, { method: 'DELETE', headers: { 'X-CSRF-Token': s.data.csrfToken } });
+      return r.status;
+    }, pid);
+    check(revoked === 200, `revoking the link gave ${revoked}`);
+    await sp.reload();
+    await expectText(sp, '#loading', /revoked or never existed/, 'after revocation');
     await ctx.close();
     current = page;
   });
