@@ -496,8 +496,26 @@ impl Portability<'_> {
         self.projects().check_name(&name)?;
         let blocks = self.all_blocks(&p.org, source.id).await?;
         let edges = self.store.list_edges(&p.org, source.id).await?;
+        // The copy lands where the caller may work: the source's workspaces
+        // they reach (an invited member may reach none of them), else their
+        // active or default workspace.
+        let reach = crate::access::reachable_workspaces(self.store, p).await?;
+        let reachable = |w: &Uuid| reach.as_ref().is_none_or(|ids| ids.contains(w));
+        let workspace_id = if reachable(&source.workspace_id) {
+            source.workspace_id
+        } else {
+            crate::access::active_or_default_workspace(self.store, p).await?
+        };
+        let shared_workspace_ids = source
+            .shared_workspace_ids
+            .iter()
+            .copied()
+            .filter(|w| reachable(w) && *w != workspace_id)
+            .collect();
         let mut copy = Project {
             id: crate::new_id(),
+            workspace_id,
+            shared_workspace_ids,
             user_id: p.user_id,
             name: crate::agents::normalise_name(&name),
             share_enabled: false,

@@ -571,3 +571,78 @@ async fn the_navigator_shows_folders_block_counts_and_sessions() {
     let (status, _) = get(&app, &eve_key, &format!("/api/v1/projects/{pid}/navigator")).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn an_invited_member_duplicates_into_a_workspace_of_their_own() {
+    let (app, owner, key) = app_with_owner().await;
+    let org = app.store.get_org_by_slug("acme").await.unwrap().unwrap().id;
+    let owner_id = app
+        .store
+        .find_user_by_email("owner@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .user
+        .id;
+    let secret_ws = app.add_workspace(org, "Secret", &[owner_id]).await;
+    let (status, p) = post(
+        &app,
+        &key,
+        "/api/v1/projects",
+        json!({"name": "Secret plan", "workspaceId": secret_ws}),
+    )
+    .await;
+    assert_eq!(status, 201, "{p}");
+    let pid = p["data"]["id"].as_str().unwrap().to_string();
+    let bob = add_user(
+        &app,
+        "bob@example.com",
+        "acme",
+        Some(alumia_core::model::Role::Member),
+    )
+    .await;
+    let (bob_key, _) = bob.mint_key("bob", None).await;
+    let res = owner
+        .post(&format!("/api/v1/projects/{pid}/share/invite"), json!({}))
+        .await;
+    let (status, invite) = read(res).await;
+    assert_eq!(status, 200, "{invite}");
+    let token = invite["data"]["inviteUrl"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, _) = read(
+        bob.post(&format!("/api/v1/share/invite/{token}/accept"), json!({}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let (status, copy) = post(
+        &app,
+        &bob_key,
+        &format!("/api/v1/projects/{pid}/duplicate"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 201, "{copy}");
+    let (_, ws) = get(&app, &bob_key, "/api/v1/workspaces").await;
+    assert_eq!(
+        copy["data"]["workspaceId"], ws["data"]["items"][0]["id"],
+        "not the secret workspace Bob cannot reach"
+    );
+    assert_ne!(
+        copy["data"]["workspaceId"].as_str(),
+        Some(secret_ws.to_string().as_str())
+    );
+    let cid = copy["data"]["id"].as_str().unwrap();
+    assert_eq!(
+        get(&app, &bob_key, &format!("/api/v1/projects/{cid}"))
+            .await
+            .0,
+        200
+    );
+}
