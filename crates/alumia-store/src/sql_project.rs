@@ -155,15 +155,31 @@ macro_rules! project_sql_helpers {
                 .await
                 .map_err(err)?;
             }
+            insert_project_folder_in(&mut *tx, &org_id, folder).await
+        }
+
+        /// A project's protected folder. A live one already there (the
+        /// unique `files_project_folder_key`) makes this a no-op, which is
+        /// what the backfill of `GET /projects` relies on.
+        async fn insert_project_folder_in<'c, E>(
+            ex: E,
+            org_id: &str,
+            folder: &alumia_core::projects::FileEntry,
+        ) -> alumia_core::store::StoreResult<()>
+        where
+            E: sqlx::Executor<'c, Database = <$store as $crate::sql_store::EngineDb>::Db>,
+        {
+            use alumia_core::clock::to_millis;
+            use $crate::errors::err;
             sqlx::query(
                 "INSERT INTO files (id, org_id, project_id, parent_id, name, kind, mime_type, size, \
                  sha256, storage_key, status, system_kind, is_protected, target_file_id, tags, metadata, \
                  created_by, created_at, updated_at, deleted_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, NULL, 0, NULL, NULL, $7, $8, $9, NULL, '[]', '{}', \
-                 $10, $11, $12, NULL)",
+                 $10, $11, $12, NULL) ON CONFLICT DO NOTHING",
             )
             .bind(folder.id.to_string())
-            .bind(&org_id)
+            .bind(org_id)
             .bind(folder.project_id.map(|u| u.to_string()))
             .bind(folder.parent_id.map(|u| u.to_string()))
             .bind(&folder.name)
@@ -174,7 +190,7 @@ macro_rules! project_sql_helpers {
             .bind(folder.created_by.map(|u| u.to_string()))
             .bind(to_millis(folder.created_at))
             .bind(to_millis(folder.updated_at))
-            .execute(&mut *tx)
+            .execute(ex)
             .await
             .map_err(err)?;
             Ok(())
@@ -484,33 +500,7 @@ macro_rules! impl_project_store {
                     let org_id = org.org_id().to_string();
                     let mut tx = self.begin_write().await?;
                     for folder in folders {
-                        // A concurrent list may have made it already: the
-                        // unique folder index turns the second insert into nothing.
-                        sqlx::query(
-                            "INSERT INTO files (id, org_id, project_id, parent_id, name, kind, mime_type, size, \
-                             sha256, storage_key, status, system_kind, is_protected, target_file_id, tags, metadata, \
-                             created_by, created_at, updated_at, deleted_at) \
-                             SELECT $1, $2, $3, $4, $5, $6, NULL, 0, NULL, NULL, $7, $8, $9, NULL, '[]', '{}', \
-                             $10, $11, $12, NULL \
-                             WHERE NOT EXISTS (SELECT 1 FROM files WHERE org_id = $2 AND project_id = $3 \
-                             AND system_kind = $8 AND deleted_at IS NULL) \
-                             ON CONFLICT DO NOTHING",
-                        )
-                        .bind(folder.id.to_string())
-                        .bind(&org_id)
-                        .bind(folder.project_id.map(|u| u.to_string()))
-                        .bind(folder.parent_id.map(|u| u.to_string()))
-                        .bind(&folder.name)
-                        .bind(&folder.kind)
-                        .bind(&folder.status)
-                        .bind(&folder.system_kind)
-                        .bind(folder.is_protected)
-                        .bind(folder.created_by.map(|u| u.to_string()))
-                        .bind(to_millis(folder.created_at))
-                        .bind(to_millis(folder.updated_at))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?;
+                        insert_project_folder_in(&mut *tx, &org_id, folder).await?;
                     }
                     tx.commit().await.map_err(err)?;
                     Ok(())

@@ -607,13 +607,7 @@ async fn an_invited_member_duplicates_into_a_workspace_of_their_own() {
         .await;
     let (status, invite) = read(res).await;
     assert_eq!(status, 200, "{invite}");
-    let token = invite["data"]["inviteUrl"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let token = crate::share::invite_token(&invite);
     let (status, _) = read(
         bob.post(&format!("/api/v1/share/invite/{token}/accept"), json!({}))
             .await,

@@ -39,6 +39,12 @@ fn share_path(p: &Value) -> String {
     format!("/api/v1/projects/{}/share", p["id"].as_str().unwrap())
 }
 
+/// The token at the end of an invite answer's `inviteUrl`.
+pub fn invite_token(body: &Value) -> String {
+    let url = body["data"]["inviteUrl"].as_str().expect("an inviteUrl");
+    url.rsplit('/').next().unwrap().to_string()
+}
+
 /// A token that is well formed and belongs to nothing.
 fn stranger_token() -> String {
     alumia_core::sharing::new_token()
@@ -363,20 +369,14 @@ async fn invites_make_members_of_the_same_org_project_members_with_a_role() {
     let (status, body) = bpost(&owner, &invite_path, json!({})).await;
     assert_eq!(status, 200, "{body}");
     let url = body["data"]["inviteUrl"].as_str().unwrap().to_string();
-    let first = url.rsplit('/').next().unwrap().to_string();
+    let first = invite_token(&body);
     assert_eq!(first.len(), 72);
     assert!(url.starts_with(&format!("{}/invite/project/", app.url)));
     assert_eq!(body["data"]["role"], "viewer");
 
     // A new invite replaces the old one.
     let (_, body) = bpost(&owner, &invite_path, json!({"expiresInDays": 1})).await;
-    let token = body["data"]["inviteUrl"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let token = invite_token(&body);
     let accept = |t: &str| format!("/api/v1/share/invite/{t}/accept");
     let (status, _) = bpost(&bob, &accept(&first), json!({})).await;
     assert_eq!(status, 404, "the replaced invite is dead");
@@ -419,13 +419,7 @@ async fn invites_make_members_of_the_same_org_project_members_with_a_role() {
 
     // An editor invite upgrades the membership; it expires after its days.
     let (_, body) = bpost(&owner, &invite_path, json!({"role": "editor"})).await;
-    let editor = body["data"]["inviteUrl"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let editor = invite_token(&body);
     let (_, body) = bpost(&bob, &accept(&editor), json!({})).await;
     assert_eq!(body["data"]["role"], "editor");
     let res = app
@@ -439,13 +433,7 @@ async fn invites_make_members_of_the_same_org_project_members_with_a_role() {
     assert_eq!(res.status(), 200);
 
     let (_, body) = bpost(&owner, &invite_path, json!({"expiresInDays": 1})).await;
-    let short = body["data"]["inviteUrl"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let short = invite_token(&body);
     app.clock.advance(chrono::Duration::days(2));
     let carol = add_user(&app, "carol@example.com", "acme", Some(Role::Member)).await;
     let (status, _) = bpost(&carol, &accept(&short), json!({})).await;
@@ -499,8 +487,7 @@ mod pg {
         let ppath = format!("/api/v1/projects/{}", p["id"].as_str().unwrap());
         assert_eq!(get(&app, &bob_key, &ppath).await.0, 404);
         let (_, invite) = bpost(&owner, &format!("{path}/invite"), json!({"role": "editor"})).await;
-        let url = invite["data"]["inviteUrl"].as_str().unwrap();
-        let t = url.rsplit('/').next().unwrap();
+        let t = invite_token(&invite);
         let (status, body) =
             bpost(&bob, &format!("/api/v1/share/invite/{t}/accept"), json!({})).await;
         assert_eq!(status, 200, "{body}");

@@ -5,9 +5,8 @@ use std::process::ExitCode;
 
 use alumia_types::dto::{AgentRequest, AgentView};
 use clap::Subcommand;
-use serde_json::{Value, json};
 
-use super::{CliError, GlobalArgs, or_dash, short, table, with_client};
+use super::{CliError, GlobalArgs, list_pages, or_dash, short, table, with_client};
 
 #[derive(Subcommand, Debug)]
 pub enum AgentsCommand {
@@ -56,31 +55,16 @@ pub async fn run(command: AgentsCommand, global: GlobalArgs) -> ExitCode {
                 limit,
                 all,
             } => {
-                let mut items: Vec<Value> = Vec::new();
-                let mut agents: Vec<AgentView> = Vec::new();
-                let mut cursor: Option<String> = None;
-                loop {
-                    let page = client
-                        .agents_list(limit, cursor.as_deref(), workspace.as_deref())
-                        .await?;
-                    if out.json && !all {
-                        out.json(&page.data);
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                    if let Some(raw) = page.data["items"].as_array() {
-                        items.extend(raw.iter().cloned());
-                    }
-                    let page = page.into_value();
-                    agents.extend(page.items);
-                    match page.next_cursor {
-                        Some(next) if all && page.has_more => cursor = Some(next),
-                        _ => break,
-                    }
-                }
-                if out.json {
-                    out.json(&json!({"items": items, "nextCursor": null, "hasMore": false}));
+                let (client, workspace) = (&client, workspace.as_deref());
+                let Some(agents) = list_pages(out, all, |cursor| async move {
+                    client
+                        .agents_list(limit, cursor.as_deref(), workspace)
+                        .await
+                })
+                .await?
+                else {
                     return Ok(ExitCode::SUCCESS);
-                }
+                };
                 if agents.is_empty() {
                     println!("No agents.");
                     return Ok(ExitCode::SUCCESS);

@@ -15,8 +15,9 @@ pub mod whoami;
 use std::io::Write;
 use std::process::ExitCode;
 
-use alumia_client::{Client, ClientError};
-use serde_json::Value;
+use alumia_client::{Client, ClientError, Reply};
+use alumia_types::Page;
+use serde_json::{Value, json};
 
 use crate::config::ClientEnv;
 use credentials::Credentials;
@@ -199,6 +200,40 @@ where
         Err(e) => Err(e),
     };
     finish(out, result)
+}
+
+/// A `list` command's pages: one page, or with `all` every page by
+/// following cursors. With `--json` the pages are printed here as the API
+/// sent them (all pages as one) and `None` comes back; else the rows.
+pub async fn list_pages<T, F, Fut>(out: Out, all: bool, mut fetch: F) -> CliResult<Option<Vec<T>>>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<Reply<Page<T>>, ClientError>>,
+{
+    let mut items: Vec<Value> = Vec::new();
+    let mut rows: Vec<T> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = fetch(cursor.take()).await?;
+        if out.json && !all {
+            out.json(&page.data);
+            return Ok(None);
+        }
+        if let Some(raw) = page.data["items"].as_array() {
+            items.extend(raw.iter().cloned());
+        }
+        let page = page.into_value();
+        rows.extend(page.items);
+        match page.next_cursor {
+            Some(next) if all && page.has_more => cursor = Some(next),
+            _ => break,
+        }
+    }
+    if out.json {
+        out.json(&json!({"items": items, "nextCursor": null, "hasMore": false}));
+        return Ok(None);
+    }
+    Ok(Some(rows))
 }
 
 /// Prints aligned columns on stdout; an empty header prints none.

@@ -5,9 +5,8 @@ use std::process::ExitCode;
 
 use alumia_types::dto::ProjectView;
 use clap::Subcommand;
-use serde_json::{Value, json};
 
-use super::{CliError, GlobalArgs, or_dash, short, table, with_client};
+use super::{CliError, GlobalArgs, list_pages, or_dash, short, table, with_client};
 
 #[derive(Subcommand, Debug)]
 pub enum ProjectsCommand {
@@ -42,31 +41,14 @@ pub async fn run(command: ProjectsCommand, global: GlobalArgs) -> ExitCode {
     with_client(global, |client, out| async move {
         match command {
             ProjectsCommand::List { search, limit, all } => {
-                let mut items: Vec<Value> = Vec::new();
-                let mut projects: Vec<ProjectView> = Vec::new();
-                let mut cursor: Option<String> = None;
-                loop {
-                    let page = client
-                        .projects_list(limit, cursor.as_deref(), search.as_deref())
-                        .await?;
-                    if out.json && !all {
-                        out.json(&page.data);
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                    if let Some(raw) = page.data["items"].as_array() {
-                        items.extend(raw.iter().cloned());
-                    }
-                    let page = page.into_value();
-                    projects.extend(page.items);
-                    match page.next_cursor {
-                        Some(next) if all && page.has_more => cursor = Some(next),
-                        _ => break,
-                    }
-                }
-                if out.json {
-                    out.json(&json!({"items": items, "nextCursor": null, "hasMore": false}));
+                let (client, search) = (&client, search.as_deref());
+                let Some(projects) = list_pages(out, all, |cursor| async move {
+                    client.projects_list(limit, cursor.as_deref(), search).await
+                })
+                .await?
+                else {
                     return Ok(ExitCode::SUCCESS);
-                }
+                };
                 if projects.is_empty() {
                     println!("No projects.");
                     return Ok(ExitCode::SUCCESS);
